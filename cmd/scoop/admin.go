@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"net"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/scoop-cdc/scoop/connectors/postgres"
+)
+
+// admin serves /healthz, /readyz, /metrics and /status.
+type admin struct {
+	cfg      *Config
+	source   *postgres.Source
+	listener net.Listener
+	registry *prometheus.Registry
+	ready    atomic.Bool
+}
+
+func newAdmin(cfg *Config, source *postgres.Source) (*admin, error) {
+	l, err := listen(cfg.AdminAddr)
+	if err != nil {
+		return nil, err
+	}
+	a := &admin{cfg: cfg, source: source, listener: l, registry: prometheus.NewRegistry()}
+	st := source.Stats()
+	a.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_source_events_total", Help: "Change events decoded from the slot."},
+			func() float64 { return float64(st.Events.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_source_snapshot_rows_total", Help: "Rows read by snapshots."},
+			func() float64 { return float64(st.SnapshotRows.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_received_lsn", Help: "Last WAL position received from the slot."},
+			func() float64 { return float64(st.ReceivedLSN.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_acked_lsn", Help: "WAL position confirmed to the slot (everything before it is in Kafka)."},
+			func() float64 { return float64(source.Acked()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_lag_bytes", Help: "Received minus confirmed WAL position."},
+			func() float64 {
+				r, a := st.ReceivedLSN.Load(), source.Acked()
+				if r > a {
+					return float64(r - a)
+				}
+				return 0
+			}),
+	)
+	return a, nil
+}
+
+func (a *admin) serve(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		st := a.source.Stats()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"slot":           a.cfg.Slot,
+			"publication":    a.cfg.Publication,
+			"events":         st.Events.Load(),
+			"snapshot_rows":  st.SnapshotRows.Load(),
+			"received_lsn":   st.ReceivedLSN.Load(),
+			"acked_lsn":      a.source.Acked(),
+			"last_commit_ms": st.LastCommit.Load(),
+		})
+	}))
+	return serveHTTP(ctx, a.listener, mux)
+}
+
+// auth requires the admin token (when one is set) as a bearer token.
+func (a *admin) auth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.AdminToken != "" {
+			want := "Bearer " + a.cfg.AdminToken
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
+				http.Error(w, "unauthorized: send Authorization: Bearer $SCOOP_ADMIN_TOKEN", http.StatusUnauthorized)
+				return
+			}
+		}
+		h(w, r)
+	}
+}

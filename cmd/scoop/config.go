@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is scoop's whole configuration, read from the environment only.
+type Config struct {
+	SourceURL         string        `env:"SCOOP_SOURCE_URL"`
+	KafkaBrokers      []string      `env:"SCOOP_KAFKA_BROKERS" envSeparator:","`
+	TopicPrefix       string        `env:"SCOOP_TOPIC_PREFIX" envDefault:"scoop"`
+	TopicPartitions   int           `env:"SCOOP_TOPIC_PARTITIONS" envDefault:"3"`
+	TopicReplication  int           `env:"SCOOP_TOPIC_REPLICATION_FACTOR" envDefault:"-1"`
+	KafkaMaxMessage   int           `env:"SCOOP_KAFKA_MAX_MESSAGE_BYTES" envDefault:"1000000"`
+	Slot              string        `env:"SCOOP_SLOT" envDefault:"scoop"`
+	Publication       string        `env:"SCOOP_PUBLICATION" envDefault:"scoop"`
+	MappingsFile      string        `env:"SCOOP_MAPPINGS_FILE"`
+	EventSchemas      bool          `env:"SCOOP_EVENT_SCHEMAS" envDefault:"false"`
+	HeartbeatInterval time.Duration `env:"SCOOP_HEARTBEAT_INTERVAL" envDefault:"10s"`
+	SnapshotWorkers   int           `env:"SCOOP_SNAPSHOT_WORKERS" envDefault:"2"`
+	SnapshotChunkRows int           `env:"SCOOP_SNAPSHOT_CHUNK_ROWS" envDefault:"10000"`
+	AdminAddr         string        `env:"SCOOP_ADMIN_ADDR" envDefault:"127.0.0.1:7070"`
+	AdminToken        string        `env:"SCOOP_ADMIN_TOKEN"`
+	LogLevel          string        `env:"SCOOP_LOG_LEVEL" envDefault:"info"`
+	LogFormat         string        `env:"SCOOP_LOG_FORMAT" envDefault:"text"`
+
+	// Stores maps a lower-case store name to its URL, from every
+	// SCOOP_STORE_<NAME>_URL variable.
+	Stores map[string]string `env:"-"`
+}
+
+// loadConfig parses and validates the environment. Every error names the
+// variable and what to set it to.
+func loadConfig() (*Config, error) {
+	var cfg Config
+	if err := env.Parse(&cfg); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	cfg.Stores = map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "SCOOP_STORE_") && strings.HasSuffix(k, "_URL") && len(k) > len("SCOOP_STORE__URL") {
+			name := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(k, "SCOOP_STORE_"), "_URL"))
+			cfg.Stores[name] = v
+		}
+	}
+	return &cfg, cfg.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("SCOOP_LOG_LEVEL=%q: use debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("SCOOP_LOG_FORMAT=%q: use text or json", c.LogFormat)
+	}
+	if c.TopicPrefix == "" || strings.ContainsAny(c.TopicPrefix, " /\\") {
+		bad("SCOOP_TOPIC_PREFIX=%q: use letters, digits, '.', '_' or '-'", c.TopicPrefix)
+	}
+	if c.TopicPartitions < 1 {
+		bad("SCOOP_TOPIC_PARTITIONS=%d: must be at least 1", c.TopicPartitions)
+	}
+	if c.SourceURL != "" {
+		if u, err := url.Parse(c.SourceURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("SCOOP_SOURCE_URL: not a postgres:// URL")
+		}
+	}
+	for name, raw := range c.Stores {
+		u, err := url.Parse(raw)
+		if err != nil {
+			bad("SCOOP_STORE_%s_URL: %v", strings.ToUpper(name), err)
+			continue
+		}
+		switch u.Scheme {
+		case "postgres", "postgresql":
+		case "cassandra":
+			if strings.Trim(u.Path, "/") == "" {
+				bad("SCOOP_STORE_%s_URL: a Cassandra store needs a keyspace: cassandra://host:9042/keyspace", strings.ToUpper(name))
+			}
+		default:
+			bad("SCOOP_STORE_%s_URL: scheme %q is not supported; use postgres:// or cassandra://", strings.ToUpper(name), u.Scheme)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// requireRun checks what `scoop run` needs beyond validate.
+func (c *Config) requireRun() error {
+	var errs []error
+	if c.SourceURL == "" {
+		errs = append(errs, errors.New("SCOOP_SOURCE_URL is not set: give the monolith's URL, e.g. postgres://scoop@127.0.0.1:5432/monolith"))
+	}
+	if len(c.KafkaBrokers) == 0 {
+		errs = append(errs, errors.New("SCOOP_KAFKA_BROKERS is not set: give a comma-separated list, e.g. 127.0.0.1:9092"))
+	}
+	if c.MappingsFile == "" {
+		errs = append(errs, errors.New("SCOOP_MAPPINGS_FILE is not set: point it at a mappings YAML file (see docs/mappings.md)"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) logger() *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

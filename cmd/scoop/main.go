@@ -1,0 +1,59 @@
+// Command scoop keeps a PostgreSQL monolith and the stores of the services
+// carved out of it consistent: logical replication -> Kafka -> service stores.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+const usage = `scoop keeps a PostgreSQL monolith and its services' stores in sync.
+
+Usage:
+  scoop <command> [flags]
+
+Commands:
+  run        start the daemon: snapshot and stream mapped tables into Kafka
+  version    print the version
+  help       show this help
+
+Configuration comes from the environment (SCOOP_*); see README.md.
+`
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "--version":
+		fmt.Fprintf(stdout, "scoop %s\n", version)
+		return 0
+	case "run":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(stderr, "scoop: %v\n", err)
+			return 1
+		}
+		return 0
+	default:
+		fmt.Fprintf(stderr, "scoop: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

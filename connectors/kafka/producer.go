@@ -1,0 +1,175 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/scoop-cdc/scoop/pipeline"
+)
+
+// Config configures the connection to Kafka.
+type Config struct {
+	Brokers           []string
+	Partitions        int // partitions of topics scoop creates (default 3)
+	ReplicationFactor int // of topics scoop creates (-1: broker default)
+	MaxMessageBytes   int // larger records go to the dead-letter topic (default 1000000)
+	DLQTopic          string
+	Transport         *kafkago.Transport // TLS/SASL; nil for plain
+}
+
+// Validate names the field at fault.
+func (c *Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("kafka: no brokers (set SCOOP_KAFKA_BROKERS, e.g. 127.0.0.1:9092)")
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 3
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 1000000
+	}
+	if c.DLQTopic == "" {
+		return errors.New("kafka: no dead-letter topic configured")
+	}
+	return nil
+}
+
+// Producer publishes records to Kafka with acks=all.
+type Producer struct {
+	cfg    Config
+	writer *kafkago.Writer
+	client *kafkago.Client
+
+	mu     sync.Mutex
+	topics map[string]bool // topics known to exist
+}
+
+// NewProducer returns a Producer; no connection is made until first use.
+func NewProducer(cfg Config) (*Producer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var transport kafkago.RoundTripper = kafkago.DefaultTransport
+	if cfg.Transport != nil {
+		transport = cfg.Transport
+	}
+	w := &kafkago.Writer{
+		Addr:         kafkago.TCP(cfg.Brokers...),
+		Balancer:     &kafkago.Murmur2Balancer{},
+		RequiredAcks: kafkago.RequireAll,
+		MaxAttempts:  10,
+		BatchSize:    10000,
+		BatchBytes:   int64(cfg.MaxMessageBytes) * 16,
+		BatchTimeout: time.Millisecond,
+		WriteTimeout: 30 * time.Second,
+		ReadTimeout:  30 * time.Second,
+		Compression:  kafkago.Lz4,
+		Transport:    transport,
+	}
+	return &Producer{
+		cfg:    cfg,
+		writer: w,
+		client: &kafkago.Client{Addr: w.Addr, Timeout: 30 * time.Second, Transport: transport},
+		topics: map[string]bool{},
+	}, nil
+}
+
+// Client exposes the admin client (topic metadata, offsets).
+func (p *Producer) Client() *kafkago.Client { return p.client }
+
+// EnsureTopics creates the topics that do not exist yet.
+func (p *Producer) EnsureTopics(ctx context.Context, topics ...string) error {
+	p.mu.Lock()
+	var missing []kafkago.TopicConfig
+	for _, t := range topics {
+		if !p.topics[t] {
+			missing = append(missing, kafkago.TopicConfig{Topic: t, NumPartitions: p.cfg.Partitions, ReplicationFactor: p.cfg.ReplicationFactor})
+		}
+	}
+	p.mu.Unlock()
+	if len(missing) == 0 {
+		return nil
+	}
+	resp, err := p.client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: missing})
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for topic, terr := range resp.Errors {
+		if terr != nil && !errors.Is(terr, kafkago.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", topic, terr)
+		}
+	}
+	p.mu.Lock()
+	for _, t := range missing {
+		p.topics[t.Topic] = true
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// Publish implements pipeline.Publisher.
+func (p *Producer) Publish(ctx context.Context, records []pipeline.Record) error {
+	msgs := make([]kafkago.Message, len(records))
+	var topics []string
+	seen := map[string]bool{}
+	for i := range records {
+		r := &records[i]
+		if len(r.Key)+len(r.Value) > p.cfg.MaxMessageBytes {
+			*r = p.deadLetter(*r, fmt.Sprintf("event of %d bytes is larger than the limit of %d bytes (SCOOP_KAFKA_MAX_MESSAGE_BYTES)", len(r.Key)+len(r.Value), p.cfg.MaxMessageBytes))
+		}
+		if !seen[r.Topic] {
+			seen[r.Topic] = true
+			topics = append(topics, r.Topic)
+		}
+		msgs[i] = kafkago.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Time: r.Time}
+		for k, v := range r.Headers {
+			msgs[i].Headers = append(msgs[i].Headers, kafkago.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	if err := p.EnsureTopics(ctx, topics...); err != nil {
+		return err
+	}
+	if err := p.writer.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("write to kafka: %w", err)
+	}
+	return nil
+}
+
+// deadLetter replaces an unpublishable record by a dead-letter record with
+// the reason, the original topic and key (the value is left out: it is what
+// could not be published).
+func (p *Producer) deadLetter(r pipeline.Record, reason string) pipeline.Record {
+	return pipeline.Record{
+		Topic: p.cfg.DLQTopic,
+		Key:   r.Key,
+		Value: nil,
+		Time:  r.Time,
+		Headers: map[string]string{
+			"scoop.error":          reason,
+			"scoop.original.topic": r.Topic,
+			"scoop.stage":          "source",
+			"scoop.value.bytes":    strconv.Itoa(len(r.Value)),
+		},
+	}
+}
+
+// Close flushes and closes the writer, giving up when ctx ends.
+func (p *Producer) Close(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- p.writer.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("close kafka producer: %w", ctx.Err())
+	}
+}

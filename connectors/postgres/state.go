@@ -1,0 +1,158 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scoop-cdc/scoop/schema"
+)
+
+// scoop keeps its own small state in the monolith, in schema "scoop":
+// which tables of which slot have had their initial snapshot. The role needs
+// CREATE on the database the first time (or create the schema beforehand).
+func ensureStateTables(ctx context.Context, conn *pgx.Conn) error {
+	_, err := conn.Exec(ctx, `
+		CREATE SCHEMA IF NOT EXISTS scoop;
+		CREATE TABLE IF NOT EXISTS scoop.source_tables (
+			slot            text NOT NULL,
+			schema_name     text NOT NULL,
+			table_name      text NOT NULL,
+			snapshotted_at  timestamptz NOT NULL DEFAULT now(),
+			PRIMARY KEY (slot, schema_name, table_name)
+		)`)
+	if err != nil {
+		return fmt.Errorf("create scoop state tables: %w", err)
+	}
+	return nil
+}
+
+func snapshottedTables(ctx context.Context, conn *pgx.Conn, slot string) (map[TableName]bool, error) {
+	rows, err := conn.Query(ctx, `SELECT schema_name, table_name FROM scoop.source_tables WHERE slot = $1`, slot)
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot state: %w", err)
+	}
+	defer rows.Close()
+	done := map[TableName]bool{}
+	for rows.Next() {
+		var t TableName
+		if err := rows.Scan(&t.Schema, &t.Name); err != nil {
+			return nil, fmt.Errorf("read snapshot state: %w", err)
+		}
+		done[t] = true
+	}
+	return done, rows.Err()
+}
+
+func markSnapshotted(ctx context.Context, conn *pgx.Conn, slot string, tables []TableName) error {
+	for _, t := range tables {
+		if _, err := conn.Exec(ctx, `INSERT INTO scoop.source_tables (slot, schema_name, table_name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, slot, t.Schema, t.Name); err != nil {
+			return fmt.Errorf("record snapshot of %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// syncPublication makes the publication hold exactly the mapped tables.
+// Tables taken out also lose their snapshot record, so mapping them again
+// copies them again.
+func (s *Source) syncPublication(ctx context.Context, conn *pgx.Conn) error {
+	pub := schema.QuoteIdent(s.cfg.Publication)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
+		return fmt.Errorf("read publication: %w", err)
+	}
+	if !exists {
+		ddl := "CREATE PUBLICATION " + pub
+		if len(s.cfg.Tables) > 0 {
+			ddl += " FOR TABLE " + quoteTables(s.cfg.Tables)
+		}
+		if _, err := conn.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("create publication %s: %w", s.cfg.Publication, err)
+		}
+		s.log.Info("created publication", "publication", s.cfg.Publication, "tables", len(s.cfg.Tables))
+		return nil
+	}
+	rows, err := conn.Query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1`, s.cfg.Publication)
+	if err != nil {
+		return fmt.Errorf("read publication tables: %w", err)
+	}
+	current := map[TableName]bool{}
+	for rows.Next() {
+		var t TableName
+		if err := rows.Scan(&t.Schema, &t.Name); err != nil {
+			rows.Close()
+			return fmt.Errorf("read publication tables: %w", err)
+		}
+		current[t] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read publication tables: %w", err)
+	}
+	var add, drop []TableName
+	for _, t := range s.cfg.Tables {
+		if !current[t] {
+			add = append(add, t)
+		}
+	}
+	for t := range current {
+		if !s.tables[t] {
+			drop = append(drop, t)
+		}
+	}
+	if len(add) > 0 {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+quoteTables(add)); err != nil {
+			return fmt.Errorf("add tables to publication %s: %w", s.cfg.Publication, err)
+		}
+		s.log.Info("added tables to publication", "tables", fmt.Sprint(add))
+	}
+	if len(drop) > 0 {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" DROP TABLE "+quoteTables(drop)); err != nil {
+			return fmt.Errorf("drop tables from publication %s: %w", s.cfg.Publication, err)
+		}
+		for _, t := range drop {
+			if _, err := conn.Exec(ctx, `DELETE FROM scoop.source_tables WHERE slot = $1 AND schema_name = $2 AND table_name = $3`, s.cfg.Slot, t.Schema, t.Name); err != nil {
+				return fmt.Errorf("forget snapshot of %s: %w", t, err)
+			}
+		}
+		s.log.Info("dropped tables from publication", "tables", fmt.Sprint(drop))
+	}
+	return nil
+}
+
+// heartbeat writes a small non-transactional message to the WAL on a
+// schedule. It reaches scoop through pgoutput (messages option), so the slot
+// advances even when no mapped table changes while other tables are busy.
+func (s *Source) heartbeat(ctx context.Context) {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if conn == nil || conn.IsClosed() {
+			c, err := connect(ctx, s.cfg.URL)
+			if err != nil {
+				s.log.Warn("heartbeat: connect failed; retrying at next beat", "error", err)
+				continue
+			}
+			conn = c
+		}
+		if _, err := conn.Exec(ctx, `SELECT pg_logical_emit_message(false, 'scoop-heartbeat', now()::text)`); err != nil {
+			s.log.Warn("heartbeat failed; retrying at next beat", "error", err)
+			conn.Close(context.Background())
+			conn = nil
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/scoop-cdc/scoop/pipeline"
+	"github.com/scoop-cdc/scoop/schema"
+)
+
+// txState is what the decoder knows of the transaction being received.
+type txState struct {
+	open       bool
+	skip       bool // applied under scoop's own replication origin
+	xid        uint32
+	commitTime time.Time
+}
+
+// stream runs START_REPLICATION without pgoutput streaming: each
+// transaction arrives after it committed (PostgreSQL spills large ones to
+// its own disk) and its changes are emitted as they arrive, so memory stays
+// bounded by the channel whatever the transaction's size.
+func (s *Source) stream(ctx context.Context, repl *pgconn.PgConn, start pglogrepl.LSN, out chan<- pipeline.Item) error {
+	err := pglogrepl.StartReplication(ctx, repl, s.cfg.Slot, start, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{
+			"proto_version '1'",
+			"publication_names " + schema.QuoteLiteral(schema.QuoteIdent(s.cfg.Publication)),
+			"messages 'true'",
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("start replication on slot %s: %w", s.cfg.Slot, err)
+	}
+	s.log.Info("streaming", "from", start.String())
+	relations := map[uint32]*schema.Table{}
+	enc := schema.NewEncoder(s.cfg.Encoding, s.types)
+	var tx txState
+	send := func(it pipeline.Item) error {
+		select {
+		case out <- it:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	nextStatus := time.Now()
+	var lastSent uint64
+	for {
+		if now := time.Now(); !now.Before(nextStatus) {
+			if err := s.sendStatus(ctx, repl, false); err != nil {
+				return err
+			}
+			lastSent = s.acked.Load()
+			nextStatus = now.Add(s.cfg.StatusInterval)
+		}
+		rctx, cancel := context.WithDeadline(ctx, nextStatus)
+		raw, err := repl.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				s.sendStatus(context.Background(), repl, false)
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive from slot %s: %w", s.cfg.Slot, err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication error: %w", pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				continue
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse keepalive: %w", err)
+				}
+				// Outside a transaction everything up to the server's
+				// position has been received: it may be confirmed once the
+				// forwarder has published what came before it.
+				if !tx.open && uint64(ka.ServerWALEnd) > s.acked.Load() {
+					if err := send(pipeline.Item{Mark: uint64(ka.ServerWALEnd)}); err != nil {
+						return err
+					}
+				}
+				if ka.ReplyRequested {
+					nextStatus = time.Time{}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse XLogData: %w", err)
+				}
+				s.stats.ReceivedLSN.Store(uint64(xld.WALStart))
+				if err := s.handle(ctx, xld, relations, enc, &tx, send); err != nil {
+					return err
+				}
+			}
+		default:
+			return fmt.Errorf("unexpected message %T on replication connection", raw)
+		}
+		// Report promptly when a new position was acknowledged.
+		if s.acked.Load() != lastSent && time.Until(nextStatus) > time.Second {
+			nextStatus = time.Now().Add(time.Second)
+		}
+	}
+}
+
+// sendStatus reports the acknowledged position as written, flushed and
+// applied. Flush is always set explicitly: pglogrepl would otherwise copy the
+// write position, confirming data Kafka never got.
+func (s *Source) sendStatus(ctx context.Context, repl *pgconn.PgConn, reply bool) error {
+	pos := pglogrepl.LSN(s.acked.Load())
+	if pos == 0 {
+		return nil
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pos, WALFlushPosition: pos, WALApplyPosition: pos, ReplyRequested: reply,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	return nil
+}
+
+func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations map[uint32]*schema.Table, enc *schema.Encoder, tx *txState, send func(pipeline.Item) error) error {
+	m, err := pglogrepl.Parse(xld.WALData)
+	if err != nil {
+		return fmt.Errorf("decode pgoutput message at %s: %w", xld.WALStart, err)
+	}
+	switch m := m.(type) {
+	case *pglogrepl.RelationMessage:
+		t := &schema.Table{OID: m.RelationID, Schema: m.Namespace, Name: m.RelationName}
+		for _, c := range m.Columns {
+			if _, ok := s.types[c.DataType]; !ok {
+				if err := s.reloadTypes(ctx); err != nil {
+					return err
+				}
+				enc.SetTypes(s.types)
+			}
+			t.Columns = append(t.Columns, schema.Column{Name: c.Name, Type: c.DataType, TypeMod: c.TypeModifier, Key: c.Flags&1 != 0})
+		}
+		relations[m.RelationID] = t
+	case *pglogrepl.TypeMessage:
+		if _, ok := s.types[m.DataType]; !ok {
+			if err := s.reloadTypes(ctx); err != nil {
+				return err
+			}
+			enc.SetTypes(s.types)
+		}
+	case *pglogrepl.BeginMessage:
+		*tx = txState{open: true, xid: m.Xid, commitTime: m.CommitTime}
+	case *pglogrepl.OriginMessage:
+		if m.Name == s.cfg.Origin {
+			tx.skip = true
+		}
+	case *pglogrepl.CommitMessage:
+		tx.open = false
+		s.stats.LastCommit.Store(m.CommitTime.UnixMilli())
+		return send(pipeline.Item{Mark: uint64(m.TransactionEndLSN)})
+	case *pglogrepl.LogicalDecodingMessage:
+		if !m.Transactional && !tx.open {
+			return send(pipeline.Item{Mark: uint64(m.LSN)})
+		}
+	case *pglogrepl.InsertMessage:
+		return s.emit(relations, enc, tx, xld.WALStart, m.RelationID, schema.OpCreate, nil, m.Tuple, send)
+	case *pglogrepl.UpdateMessage:
+		return s.emit(relations, enc, tx, xld.WALStart, m.RelationID, schema.OpUpdate, m.OldTuple, m.NewTuple, send)
+	case *pglogrepl.DeleteMessage:
+		return s.emit(relations, enc, tx, xld.WALStart, m.RelationID, schema.OpDelete, m.OldTuple, nil, send)
+	case *pglogrepl.TruncateMessage:
+		if tx.skip {
+			return nil
+		}
+		for _, id := range m.RelationIDs {
+			t, ok := relations[id]
+			if !ok {
+				return fmt.Errorf("truncate of unknown relation %d at %s", id, xld.WALStart)
+			}
+			if !s.tables[TableName{t.Schema, t.Name}] {
+				continue
+			}
+			ev := schema.Event{Op: schema.OpTruncate, Table: t, Source: schema.Source{LSN: uint64(xld.WALStart), TxID: tx.xid, CommitTime: tx.commitTime}}
+			val, err := enc.Value(nil, &ev, time.Now())
+			if err != nil {
+				return err
+			}
+			rec := &pipeline.Record{Topic: s.cfg.Topic(t.Schema, t.Name), Value: val, Time: tx.commitTime}
+			if err := send(pipeline.Item{Record: rec}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Source) reloadTypes(ctx context.Context) error {
+	conn, err := connect(ctx, s.cfg.URL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	types, err := loadTypes(ctx, conn)
+	if err != nil {
+		return err
+	}
+	s.types = types
+	return nil
+}
+
+func tupleRow(t *schema.Table, td *pglogrepl.TupleData) schema.Row {
+	if td == nil {
+		return nil
+	}
+	row := make(schema.Row, len(t.Columns))
+	for i, c := range td.Columns {
+		if i >= len(row) {
+			break
+		}
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeNull:
+			row[i] = schema.Value{Kind: schema.Null}
+		case pglogrepl.TupleDataTypeToast:
+			row[i] = schema.Value{Kind: schema.Unchanged}
+		default:
+			row[i] = schema.Value{Kind: schema.Text, Data: c.Data}
+		}
+	}
+	return row
+}
+
+func (s *Source) emit(relations map[uint32]*schema.Table, enc *schema.Encoder, tx *txState, lsn pglogrepl.LSN, rel uint32, op schema.Op, before, after *pglogrepl.TupleData, send func(pipeline.Item) error) error {
+	if tx.skip {
+		return nil
+	}
+	t, ok := relations[rel]
+	if !ok {
+		return fmt.Errorf("change of unknown relation %d at %s", rel, lsn)
+	}
+	if !s.tables[TableName{t.Schema, t.Name}] {
+		return nil
+	}
+	ev := schema.Event{Op: op, Table: t, Before: tupleRow(t, before), After: tupleRow(t, after),
+		Source: schema.Source{LSN: uint64(lsn), TxID: tx.xid, CommitTime: tx.commitTime, Snapshot: schema.SnapshotFalse}}
+	if op == schema.OpDelete && ev.Before == nil {
+		return fmt.Errorf("delete on %s at %s carries no old key", t.QualifiedName(), lsn)
+	}
+	topic := s.cfg.Topic(t.Schema, t.Name)
+	rec, err := eventRecord(enc, topic, &ev)
+	if err != nil {
+		return fmt.Errorf("encode change of %s at %s: %w", t.QualifiedName(), lsn, err)
+	}
+	s.stats.Events.Add(1)
+	if err := send(pipeline.Item{Record: rec}); err != nil {
+		return err
+	}
+	if op == schema.OpDelete {
+		return send(pipeline.Item{Record: &pipeline.Record{Topic: topic, Key: rec.Key, Time: rec.Time}})
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package schema
+
+import "encoding/json"
+
+// Kafka Connect JSON schemas (as Debezium writes them with schemas enabled),
+// built once per table shape and cached by the Encoder.
+
+type connectField struct {
+	Type     string          `json:"type"`
+	Optional bool            `json:"optional"`
+	Field    string          `json:"field,omitempty"`
+	Name     string          `json:"name,omitempty"`
+	Items    *connectField   `json:"items,omitempty"`
+	Fields   []*connectField `json:"fields,omitempty"`
+}
+
+// connectType maps a PostgreSQL type to a Kafka Connect schema.
+func connectType(types Types, oid uint32) *connectField {
+	t := resolve(types, oid)
+	if t.Category == 'A' && t.Elem != 0 {
+		return &connectField{Type: "array", Optional: true, Items: connectType(types, t.Elem)}
+	}
+	f := &connectField{Type: "string", Optional: true}
+	switch t.Name {
+	case "bool":
+		f.Type = "boolean"
+	case "int2":
+		f.Type = "int16"
+	case "int4", "oid":
+		f.Type = "int32"
+	case "int8":
+		f.Type = "int64"
+	case "float4":
+		f.Type = "float"
+	case "float8":
+		f.Type = "double"
+	case "bytea":
+		f.Type = "bytes"
+	case "json", "jsonb":
+		f.Name = "io.debezium.data.Json"
+	case "uuid":
+		f.Name = "io.debezium.data.Uuid"
+	case "timestamptz":
+		f.Name = "io.debezium.time.ZonedTimestamp"
+	case "numeric":
+		f.Name = "scoop.Decimal"
+	}
+	return f
+}
+
+func (e *Encoder) tableSchemas(t *Table) tableSchemas {
+	if s, ok := e.schemas[t]; ok {
+		return s
+	}
+	base := e.cfg.Name + "." + t.Schema + "." + t.Name
+	var key, row []*connectField
+	for _, c := range t.Columns {
+		f := connectType(e.types, c.Type)
+		f.Field = c.Name
+		row = append(row, f)
+		if c.Key {
+			k := *f
+			k.Optional = false
+			key = append(key, &k)
+		}
+	}
+	keySchema := &connectField{Type: "struct", Name: base + ".Key", Fields: key}
+	rowSchema := func(field string) *connectField {
+		return &connectField{Type: "struct", Optional: true, Field: field, Name: base + ".Value", Fields: row}
+	}
+	str := func(field string, optional bool) *connectField {
+		return &connectField{Type: "string", Optional: optional, Field: field}
+	}
+	source := &connectField{Type: "struct", Field: "source", Name: "io.debezium.connector.postgresql.Source", Fields: []*connectField{
+		str("version", false), str("connector", false), str("name", false),
+		{Type: "int64", Field: "ts_ms"}, str("snapshot", true), str("db", false),
+		str("schema", false), str("table", false),
+		{Type: "int64", Optional: true, Field: "txId"}, {Type: "int64", Optional: true, Field: "lsn"},
+		{Type: "int64", Optional: true, Field: "xmin"},
+	}}
+	value := &connectField{Type: "struct", Name: base + ".Envelope", Fields: []*connectField{
+		rowSchema("before"), rowSchema("after"), source, str("op", false),
+		{Type: "int64", Optional: true, Field: "ts_ms"},
+		{Type: "array", Optional: true, Field: "unchanged", Items: &connectField{Type: "string"}},
+	}}
+	k, _ := json.Marshal(keySchema)
+	v, _ := json.Marshal(value)
+	s := tableSchemas{key: k, value: v}
+	e.schemas[t] = s
+	return s
+}

@@ -1,0 +1,232 @@
+package schema
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Op is the kind of change, as in Debezium's envelope.
+type Op byte
+
+const (
+	OpCreate Op = 'c'
+	OpUpdate Op = 'u'
+	OpDelete Op = 'd'
+	OpRead   Op = 'r' // a row read by a snapshot
+	// OpTruncate: the whole table was emptied (before and after are null,
+	// and the record has no key).
+	OpTruncate Op = 't'
+)
+
+// Snapshot values of source.snapshot.
+const (
+	SnapshotFalse = "false"
+	SnapshotTrue  = "true"
+	SnapshotLast  = "last"
+	// SnapshotIncremental marks rows of an incremental snapshot taken while
+	// streaming (Debezium uses the same word).
+	SnapshotIncremental = "incremental"
+)
+
+// Source is the provenance block of an event.
+type Source struct {
+	LSN        uint64    // LSN of the change (or the snapshot's consistent point)
+	TxID       uint32    // transaction id; 0 for snapshot rows
+	CommitTime time.Time // commit time of the transaction; snapshot start for snapshot rows
+	Snapshot   string    // SnapshotFalse, SnapshotTrue, SnapshotLast, SnapshotIncremental
+}
+
+// Event is one change of one row.
+type Event struct {
+	Op     Op
+	Table  *Table
+	Before Row // nil for inserts and snapshot reads
+	After  Row // nil for deletes
+	Source Source
+}
+
+// EncoderConfig configures the envelope.
+type EncoderConfig struct {
+	Name     string // logical server name, source.name (the topic prefix)
+	Database string // source.db
+	Version  string // source.version
+	Schemas  bool   // wrap key and value in Kafka Connect's {"schema","payload"}
+}
+
+// Encoder writes events as Debezium-compatible JSON. It is not safe for
+// concurrent use (it caches per-table schemas).
+type Encoder struct {
+	cfg     EncoderConfig
+	types   Types
+	schemas map[*Table]tableSchemas
+}
+
+type tableSchemas struct{ key, value []byte }
+
+// NewEncoder returns an Encoder that resolves column types with types.
+func NewEncoder(cfg EncoderConfig, types Types) *Encoder {
+	return &Encoder{cfg: cfg, types: types, schemas: map[*Table]tableSchemas{}}
+}
+
+// SetTypes replaces the type registry (after new types appeared).
+func (e *Encoder) SetTypes(types Types) {
+	e.types = types
+	clear(e.schemas)
+}
+
+// Key returns the event's Kafka key: the primary key as a JSON object.
+func (e *Encoder) Key(dst []byte, ev *Event) ([]byte, error) {
+	row := ev.After
+	if ev.Op == OpDelete || row == nil {
+		row = ev.Before
+	}
+	if e.cfg.Schemas {
+		dst = append(dst, `{"schema":`...)
+		dst = append(dst, e.tableSchemas(ev.Table).key...)
+		dst = append(dst, `,"payload":`...)
+	}
+	dst = append(dst, '{')
+	n := 0
+	for i, c := range ev.Table.Columns {
+		if !c.Key {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = appendString(dst, []byte(c.Name))
+		dst = append(dst, ':')
+		var err error
+		if dst, err = e.appendValue(dst, c, valueAt(row, i)); err != nil {
+			return dst, fmt.Errorf("key column %q: %w", c.Name, err)
+		}
+	}
+	if n == 0 {
+		return dst, fmt.Errorf("table %s has no key column", ev.Table.QualifiedName())
+	}
+	dst = append(dst, '}')
+	if e.cfg.Schemas {
+		dst = append(dst, '}')
+	}
+	return dst, nil
+}
+
+// Value returns the event's Kafka value: the Debezium envelope.
+func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
+	if e.cfg.Schemas {
+		dst = append(dst, `{"schema":`...)
+		dst = append(dst, e.tableSchemas(ev.Table).value...)
+		dst = append(dst, `,"payload":`...)
+	}
+	var err error
+	dst = append(dst, `{"before":`...)
+	if dst, err = e.appendRow(dst, ev.Table, ev.Before); err != nil {
+		return dst, fmt.Errorf("before: %w", err)
+	}
+	dst = append(dst, `,"after":`...)
+	if dst, err = e.appendRow(dst, ev.Table, ev.After); err != nil {
+		return dst, fmt.Errorf("after: %w", err)
+	}
+	dst = append(dst, `,"source":{"version":`...)
+	dst = appendString(dst, []byte(e.cfg.Version))
+	dst = append(dst, `,"connector":"postgresql","name":`...)
+	dst = appendString(dst, []byte(e.cfg.Name))
+	dst = append(dst, `,"ts_ms":`...)
+	dst = strconv.AppendInt(dst, ev.Source.CommitTime.UnixMilli(), 10)
+	dst = append(dst, `,"snapshot":`...)
+	snap := ev.Source.Snapshot
+	if snap == "" {
+		snap = SnapshotFalse
+	}
+	dst = appendString(dst, []byte(snap))
+	dst = append(dst, `,"db":`...)
+	dst = appendString(dst, []byte(e.cfg.Database))
+	dst = append(dst, `,"schema":`...)
+	dst = appendString(dst, []byte(ev.Table.Schema))
+	dst = append(dst, `,"table":`...)
+	dst = appendString(dst, []byte(ev.Table.Name))
+	dst = append(dst, `,"txId":`...)
+	if ev.Source.TxID == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = strconv.AppendUint(dst, uint64(ev.Source.TxID), 10)
+	}
+	dst = append(dst, `,"lsn":`...)
+	dst = strconv.AppendUint(dst, ev.Source.LSN, 10)
+	dst = append(dst, `,"xmin":null},"op":"`...)
+	dst = append(dst, byte(ev.Op))
+	dst = append(dst, `","ts_ms":`...)
+	dst = strconv.AppendInt(dst, now.UnixMilli(), 10)
+	dst = append(dst, `,"transaction":null`...)
+	if unchanged := unchangedColumns(ev.Table, ev.After); len(unchanged) > 0 {
+		dst = append(dst, `,"unchanged":[`...)
+		for i, name := range unchanged {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, []byte(name))
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, '}')
+	if e.cfg.Schemas {
+		dst = append(dst, '}')
+	}
+	return dst, nil
+}
+
+func unchangedColumns(t *Table, row Row) []string {
+	var names []string
+	for i, v := range row {
+		if v.Kind == Unchanged && i < len(t.Columns) {
+			names = append(names, t.Columns[i].Name)
+		}
+	}
+	return names
+}
+
+func valueAt(row Row, i int) Value {
+	if i < len(row) {
+		return row[i]
+	}
+	return Value{Kind: Absent}
+}
+
+// appendRow writes a row as a JSON object. Absent columns are written as
+// null (Debezium does the same for the key-only old tuple); unchanged TOAST
+// columns are left out of the object and listed in "unchanged".
+func (e *Encoder) appendRow(dst []byte, t *Table, row Row) ([]byte, error) {
+	if row == nil {
+		return append(dst, "null"...), nil
+	}
+	dst = append(dst, '{')
+	n := 0
+	for i, c := range t.Columns {
+		v := valueAt(row, i)
+		if v.Kind == Unchanged {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = appendString(dst, []byte(c.Name))
+		dst = append(dst, ':')
+		var err error
+		if dst, err = e.appendValue(dst, c, v); err != nil {
+			return dst, fmt.Errorf("column %q: %w", c.Name, err)
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+func (e *Encoder) appendValue(dst []byte, c Column, v Value) ([]byte, error) {
+	switch v.Kind {
+	case Text:
+		return AppendJSON(dst, e.types, c.Type, v.Data)
+	default:
+		return append(dst, "null"...), nil
+	}
+}
