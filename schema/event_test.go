@@ -1,0 +1,88 @@
+package schema
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("..", "testdata", "golden", name)
+	var pretty []byte
+	var v any
+	if err := json.Unmarshal(got, &v); err != nil {
+		t.Fatalf("%s: invalid JSON: %v\n%s", name, err, got)
+	}
+	pretty, _ = json.MarshalIndent(v, "", "  ")
+	pretty = append(pretty, '\n')
+	if *update {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, pretty, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden (run go test ./schema -update to create): %v", err)
+	}
+	if string(want) != string(pretty) {
+		t.Errorf("%s differs from golden:\n%s\nwant:\n%s", name, pretty, want)
+	}
+}
+
+func testTable() *Table {
+	return &Table{OID: 1, Schema: "public", Name: "users", Columns: []Column{
+		{Name: "id", Type: 20, Key: true},
+		{Name: "email", Type: 25},
+		{Name: "bio", Type: 25},
+		{Name: "balance", Type: 1700},
+	}}
+}
+
+func txt(s string) Value { return Value{Kind: Text, Data: []byte(s)} }
+
+func TestEnvelopeGolden(t *testing.T) {
+	commit := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	now := commit.Add(time.Second)
+	tbl := testTable()
+	src := Source{LSN: 123456, TxID: 789, CommitTime: commit, Snapshot: SnapshotFalse}
+	update := Event{Op: OpUpdate, Table: tbl,
+		Before: Row{txt("1"), {Kind: Absent}, {Kind: Absent}, {Kind: Absent}},
+		After:  Row{txt("1"), txt("a@example.com"), {Kind: Unchanged}, txt("10.50")},
+		Source: src}
+	del := Event{Op: OpDelete, Table: tbl, Before: Row{txt("1"), {Kind: Null}, {Kind: Null}, {Kind: Null}}, Source: src}
+	for _, schemas := range []bool{false, true} {
+		enc := NewEncoder(EncoderConfig{Name: "scoop", Database: "monolith", Version: "test", Schemas: schemas}, testTypes)
+		suffix := ""
+		if schemas {
+			suffix = "-schemas"
+		}
+		for name, ev := range map[string]*Event{"update": &update, "delete": &del} {
+			key, err := enc.Key(nil, ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			val, err := enc.Value(nil, ev, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+suffix+".key.json", key)
+			golden(t, name+suffix+".value.json", val)
+		}
+	}
+}
+
+func TestKeyWithoutKeyColumns(t *testing.T) {
+	tbl := &Table{Schema: "public", Name: "logs", Columns: []Column{{Name: "line", Type: 25}}}
+	enc := NewEncoder(EncoderConfig{Name: "scoop"}, testTypes)
+	_, err := enc.Key(nil, &Event{Op: OpCreate, Table: tbl, After: Row{txt("x")}})
+	if err == nil || err.Error() != "table public.logs has no key column" {
+		t.Fatalf("got %v", err)
+	}
+}
