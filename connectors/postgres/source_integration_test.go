@@ -58,8 +58,14 @@ func startSource(t *testing.T, prefix, slot string, tables []postgres.TableName,
 	ctx, cancel := context.WithCancel(context.Background())
 	items := make(chan pipeline.Item, 1024)
 	r := &running{source: src, prefix: prefix, slot: slot, cancel: cancel, done: make(chan error, 2)}
-	go func() { r.done <- src.Run(ctx, items) }()
-	go func() { r.done <- pipeline.Forward(ctx, pipeline.ForwarderConfig{}, items, pub, src.Ack) }()
+	report := func(what string, err error) {
+		if err != nil && ctx.Err() == nil {
+			t.Errorf("%s stopped: %v", what, err)
+		}
+		r.done <- err
+	}
+	go func() { report("source", src.Run(ctx, items)) }()
+	go func() { report("forwarder", pipeline.Forward(ctx, pipeline.ForwarderConfig{}, items, pub, src.Ack)) }()
 	t.Cleanup(func() {
 		r.stop()
 		producer.Close(context.Background())
