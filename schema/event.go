@@ -135,6 +135,8 @@ func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 	dst = appendString(dst, []byte(e.cfg.Name))
 	dst = append(dst, `,"ts_ms":`...)
 	dst = strconv.AppendInt(dst, ev.Source.CommitTime.UnixMilli(), 10)
+	dst = append(dst, `,"ts_us":`...)
+	dst = strconv.AppendInt(dst, ev.Source.CommitTime.UnixMicro(), 10)
 	dst = append(dst, `,"snapshot":`...)
 	snap := ev.Source.Snapshot
 	if snap == "" {

@@ -18,7 +18,7 @@ import (
 // consistent point, so the stream continues without gap or overlap. Tables
 // are read by several workers in parallel, each table in primary-key ranges
 // of SnapshotChunkRows rows, so memory stays bounded whatever the size.
-func (s *Source) snapshot(ctx context.Context, snapshotName string, point uint64, tables []*schema.Table, out chan<- pipeline.Item) error {
+func (s *Source) snapshot(ctx context.Context, snapshotName string, point uint64, at time.Time, tables []*schema.Table, out chan<- pipeline.Item) error {
 	if len(tables) == 0 {
 		return nil
 	}
@@ -48,7 +48,7 @@ func (s *Source) snapshot(ctx context.Context, snapshotName string, point uint64
 			}
 			enc := schema.NewEncoder(s.cfg.Encoding, s.types)
 			for t := range work {
-				if err := s.snapshotTable(gctx, pc, enc, t, point, started, out); err != nil {
+				if err := s.snapshotTable(gctx, pc, enc, t, point, at, out); err != nil {
 					return err
 				}
 			}

@@ -212,6 +212,13 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 		slotExists = false
 	}
 	if !slotExists {
+		// Snapshot rows carry a time from before the consistent point, so
+		// every streamed change after them is newer (Cassandra's
+		// USING TIMESTAMP relies on it).
+		var before time.Time
+		if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&before); err != nil {
+			return 0, fmt.Errorf("read server clock: %w", err)
+		}
 		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, s.cfg.Slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
 		if err != nil {
@@ -227,7 +234,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 		for _, t := range s.cfg.Tables {
 			list = append(list, tables[t])
 		}
-		if err := s.snapshot(ctx, res.SnapshotName, uint64(point), list, out); err != nil {
+		if err := s.snapshot(ctx, res.SnapshotName, uint64(point), before, list, out); err != nil {
 			return 0, err
 		}
 		if err := s.waitAcked(ctx, uint64(point), out); err != nil {
@@ -257,7 +264,11 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 	}
 	if len(pending) > 0 {
 		s.log.Info("snapshotting newly mapped tables", "tables", fmt.Sprint(pendingNames))
-		if err := s.snapshot(ctx, "", uint64(start), pending, out); err != nil {
+		var readAt time.Time
+		if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&readAt); err != nil {
+			return 0, fmt.Errorf("read server clock: %w", err)
+		}
+		if err := s.snapshot(ctx, "", uint64(start), readAt, pending, out); err != nil {
 			return 0, err
 		}
 		if err := s.waitAcked(ctx, uint64(start), out); err != nil {
