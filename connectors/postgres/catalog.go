@@ -128,3 +128,5 @@ func quoteTables(tables []TableName) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+func schemaBase(types schema.TypeMap, oid uint32) schema.TypeInfo { return schema.BaseType(types, oid) }

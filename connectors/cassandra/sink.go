@@ -1,0 +1,418 @@
+package cassandra
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gocql/gocql"
+	"golang.org/x/sync/errgroup"
+	"gopkg.in/inf.v0"
+
+	"github.com/scoop-cdc/scoop/pipeline"
+	"github.com/scoop-cdc/scoop/schema"
+)
+
+// SinkConfig configures a mapping's Cassandra sink.
+type SinkConfig struct {
+	URL         string // cassandra://host:port/keyspace[?replication_factor=N]
+	Mapping     string
+	Target      pipeline.Target
+	MaxInFlight int // concurrent writes (default 64)
+	Username    string
+	Password    string
+	Logger      *slog.Logger
+}
+
+// Store is a parsed cassandra:// URL.
+type Store struct {
+	Hosts             []string
+	Port              int
+	Keyspace          string
+	ReplicationFactor int
+}
+
+// ParseURL parses cassandra://host[,host]:port/keyspace.
+func ParseURL(raw string) (Store, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Store{}, fmt.Errorf("cassandra URL: %w", err)
+	}
+	if u.Scheme != "cassandra" {
+		return Store{}, fmt.Errorf("cassandra URL %q: scheme must be cassandra://", raw)
+	}
+	st := Store{Port: 9042, Keyspace: strings.Trim(u.Path, "/"), ReplicationFactor: 1}
+	if st.Keyspace == "" {
+		return Store{}, fmt.Errorf("cassandra URL %q: no keyspace; use cassandra://host:9042/keyspace", raw)
+	}
+	for _, h := range strings.Split(u.Host, ",") {
+		host, port, err := net.SplitHostPort(h)
+		if err != nil {
+			host = h
+		} else if p, err := strconv.Atoi(port); err == nil {
+			st.Port = p
+		}
+		st.Hosts = append(st.Hosts, host)
+	}
+	if rf := u.Query().Get("replication_factor"); rf != "" {
+		if st.ReplicationFactor, err = strconv.Atoi(rf); err != nil || st.ReplicationFactor < 1 {
+			return Store{}, fmt.Errorf("cassandra URL %q: replication_factor must be a positive number", raw)
+		}
+	}
+	return st, nil
+}
+
+// Sink writes changes into a Cassandra table.
+type Sink struct {
+	cfg     SinkConfig
+	session *gocql.Session
+	table   string // quoted keyspace.table
+	cols    map[string]pipeline.Column
+	keys    []pipeline.Column
+}
+
+// CQLType maps a monolith column to its Cassandra type (docs/cassandra.md).
+func CQLType(c pipeline.Column) string {
+	if c.Array {
+		if t := scalarCQL(c.Elem); t != "text" || c.Elem == "text" || c.Elem == "varchar" {
+			return "list<" + t + ">"
+		}
+		return "text" // arrays of other types travel as their JSON text
+	}
+	return scalarCQL(c.BaseType)
+}
+
+func scalarCQL(base string) string {
+	switch base {
+	case "int2":
+		return "smallint"
+	case "int4":
+		return "int"
+	case "int8":
+		return "bigint"
+	case "float4":
+		return "float"
+	case "float8":
+		return "double"
+	case "bool":
+		return "boolean"
+	case "numeric":
+		return "decimal"
+	case "uuid":
+		return "uuid"
+	case "timestamptz", "timestamp":
+		return "timestamp"
+	case "date":
+		return "date"
+	case "bytea":
+		return "blob"
+	}
+	return "text"
+}
+
+// NewSink connects, and creates the keyspace and table when missing.
+func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
+	st, err := ParseURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cluster := gocql.NewCluster(st.Hosts...)
+	cluster.Port = st.Port
+	cluster.Consistency = gocql.LocalQuorum
+	cluster.Timeout = 10 * time.Second
+	cluster.ConnectTimeout = 10 * time.Second
+	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
+	if cfg.Username != "" {
+		cluster.Authenticator = gocql.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password}
+	}
+	session, err := cluster.CreateSession()
+	if err != nil {
+		return nil, fmt.Errorf("mapping %s: connect to Cassandra %v: %w", cfg.Mapping, st.Hosts, err)
+	}
+	s := &Sink{cfg: cfg, session: session, cols: map[string]pipeline.Column{},
+		table: schema.QuoteIdent(st.Keyspace) + "." + schema.QuoteIdent(cfg.Target.Table)}
+	for _, c := range cfg.Target.Columns {
+		if err := schema.CheckIdent(c.Name); err != nil {
+			session.Close()
+			return nil, fmt.Errorf("mapping %s: %w", cfg.Mapping, err)
+		}
+		s.cols[c.Name] = c
+	}
+	s.keys = cfg.Target.KeyColumns()
+	if err := s.ensureTable(ctx, st); err != nil {
+		session.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Sink) ensureTable(ctx context.Context, st Store) error {
+	ks := fmt.Sprintf("CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': %d}",
+		schema.QuoteIdent(st.Keyspace), st.ReplicationFactor)
+	if err := s.session.Query(ks).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("mapping %s: create keyspace %s: %w", s.cfg.Mapping, st.Keyspace, err)
+	}
+	existing := map[string]string{}
+	iter := s.session.Query(`SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?`, st.Keyspace, s.cfg.Target.Table).WithContext(ctx).Iter()
+	var name, typ string
+	for iter.Scan(&name, &typ) {
+		existing[name] = typ
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("mapping %s: read table %s: %w", s.cfg.Mapping, s.cfg.Target.Table, err)
+	}
+	if len(existing) == 0 {
+		var defs, keys []string
+		for _, c := range s.cfg.Target.Columns {
+			defs = append(defs, schema.QuoteIdent(c.Name)+" "+CQLType(c))
+			if c.Key {
+				keys = append(keys, schema.QuoteIdent(c.Name))
+			}
+		}
+		ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s, PRIMARY KEY ((%s)))", s.table, strings.Join(defs, ", "), strings.Join(keys, ", "))
+		if err := s.session.Query(ddl).WithContext(ctx).Exec(); err != nil {
+			return fmt.Errorf("mapping %s: create table: %w", s.cfg.Mapping, err)
+		}
+		s.cfg.Logger.Info("created Cassandra table", "mapping", s.cfg.Mapping, "table", s.table)
+		return nil
+	}
+	var problems []string
+	for _, c := range s.cfg.Target.Columns {
+		got, ok := existing[c.Name]
+		want := CQLType(c)
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("column %q is missing (ALTER TABLE %s ADD %s %s)", c.Name, s.table, schema.QuoteIdent(c.Name), want))
+		case got != want:
+			problems = append(problems, fmt.Sprintf("column %q is %s but scoop writes %s", c.Name, got, want))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("mapping %s: Cassandra table %s is incompatible with the source: %s", s.cfg.Mapping, s.table, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Apply writes a batch: the last change of each key, with USING TIMESTAMP.
+func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.MaxInFlight)
+	for _, c := range collapse(batch) {
+		if c.Op == 't' {
+			if err := g.Wait(); err != nil {
+				return err
+			}
+			if err := s.session.Query("TRUNCATE " + s.table).WithContext(ctx).Exec(); err != nil {
+				return fmt.Errorf("truncate %s: %w", s.table, err)
+			}
+			g, gctx = errgroup.WithContext(ctx)
+			g.SetLimit(s.cfg.MaxInFlight)
+			continue
+		}
+		stmt, args, err := s.statement(c)
+		if err != nil {
+			return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
+		}
+		g.Go(func() error {
+			if err := s.session.Query(stmt, args...).WithContext(gctx).Exec(); err != nil {
+				return classify(fmt.Errorf("write %s: %w", s.table, err))
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// classify: invalid queries and bad values cannot be fixed by retrying.
+func classify(err error) error {
+	var reqErr gocql.RequestError
+	if errors.As(err, &reqErr) {
+		switch reqErr.Code() {
+		case gocql.ErrCodeInvalid, gocql.ErrCodeSyntax:
+			return pipeline.Permanent(err)
+		}
+	}
+	return err
+}
+
+// collapse keeps the last change of each key in batch order, carrying over
+// values that a later update left unchanged (TOAST). A truncate cuts the
+// batch: changes before it are dropped only when they precede it.
+func collapse(batch []pipeline.Change) []pipeline.Change {
+	out := make([]pipeline.Change, 0, len(batch))
+	index := map[string]int{}
+	for _, c := range batch {
+		if c.Op == 't' {
+			out = append(out, c)
+			index = map[string]int{}
+			continue
+		}
+		k, _ := json.Marshal(c.Key)
+		if i, ok := index[string(k)]; ok {
+			prev := out[i]
+			if c.Op != 'd' && prev.Op != 'd' && len(c.Unchanged) > 0 {
+				merged := c
+				merged.After = make(map[string]json.RawMessage, len(c.After))
+				for n, v := range c.After {
+					merged.After[n] = v
+				}
+				merged.Unchanged = map[string]bool{}
+				for n := range c.Unchanged {
+					if v, ok := prev.After[n]; ok && !prev.Unchanged[n] {
+						merged.After[n] = v
+					} else {
+						merged.Unchanged[n] = true
+					}
+				}
+				c = merged
+			}
+			out[i] = c
+			continue
+		}
+		index[string(k)] = len(out)
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *Sink) statement(c pipeline.Change) (string, []any, error) {
+	ts := c.CommitTime.UnixMicro()
+	if c.Op == 'd' {
+		where := make([]string, len(s.keys))
+		args := []any{ts}
+		for i, k := range s.keys {
+			where[i] = schema.QuoteIdent(k.Name) + " = ?"
+			v, err := cqlValue(k, c.Key[k.Name])
+			if err != nil {
+				return "", nil, fmt.Errorf("key %q: %w", k.Name, err)
+			}
+			args = append(args, v)
+		}
+		return "DELETE FROM " + s.table + " USING TIMESTAMP ? WHERE " + strings.Join(where, " AND "), args, nil
+	}
+	names := make([]string, 0, len(c.After))
+	for n := range c.After {
+		if _, ok := s.cols[n]; ok && !c.Unchanged[n] {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	cols := make([]string, len(names))
+	marks := make([]string, len(names))
+	args := make([]any, 0, len(names)+1)
+	for i, n := range names {
+		cols[i] = schema.QuoteIdent(n)
+		marks[i] = "?"
+		v, err := cqlValue(s.cols[n], c.After[n])
+		if err != nil {
+			return "", nil, fmt.Errorf("column %q: %w", n, err)
+		}
+		args = append(args, v)
+	}
+	args = append(args, ts)
+	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) USING TIMESTAMP ?", s.table, strings.Join(cols, ", "), strings.Join(marks, ", ")), args, nil
+}
+
+// cqlValue converts an event's JSON value for a column's CQL type.
+func cqlValue(col pipeline.Column, raw json.RawMessage) (any, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	typ := CQLType(col)
+	if strings.HasPrefix(typ, "list<") {
+		var items []json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, err
+		}
+		elem := col
+		elem.Array, elem.BaseType = false, col.Elem
+		out := make([]any, len(items))
+		for i, it := range items {
+			v, err := cqlValue(elem, it)
+			if err != nil {
+				return nil, err
+			}
+			if v == nil {
+				return nil, fmt.Errorf("Cassandra lists cannot hold NULL elements")
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
+	var str string
+	isString := raw[0] == '"'
+	if isString {
+		if err := json.Unmarshal(raw, &str); err != nil {
+			return nil, err
+		}
+	}
+	num := string(raw)
+	if isString {
+		num = str
+	}
+	switch typ {
+	case "smallint":
+		v, err := strconv.ParseInt(num, 10, 16)
+		return int16(v), err
+	case "int":
+		v, err := strconv.ParseInt(num, 10, 32)
+		return int32(v), err
+	case "bigint":
+		return strconv.ParseInt(num, 10, 64)
+	case "float":
+		v, err := strconv.ParseFloat(num, 32)
+		return float32(v), err
+	case "double":
+		return strconv.ParseFloat(num, 64)
+	case "boolean":
+		return strconv.ParseBool(num)
+	case "decimal":
+		d, ok := new(inf.Dec).SetString(num)
+		if !ok {
+			return nil, fmt.Errorf("%q is not a decimal Cassandra can hold", num)
+		}
+		return d, nil
+	case "uuid":
+		return gocql.ParseUUID(str)
+	case "timestamp":
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
+			if t, err := time.Parse(layout, str); err == nil {
+				return t, nil
+			}
+		}
+		return nil, fmt.Errorf("timestamp %q cannot be stored in Cassandra", str)
+	case "date":
+		t, err := time.Parse("2006-01-02", str)
+		if err != nil {
+			return nil, fmt.Errorf("date %q cannot be stored in Cassandra", str)
+		}
+		return t, nil
+	case "blob":
+		return base64.StdEncoding.DecodeString(str)
+	}
+	if isString {
+		return str, nil
+	}
+	return string(raw), nil // json, jsonb and other values as their JSON text
+}
+
+// Close ends the session.
+func (s *Sink) Close(ctx context.Context) error {
+	s.session.Close()
+	return nil
+}

@@ -1,0 +1,207 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/scoop-cdc/scoop/pipeline"
+)
+
+// ConsumerConfig configures the consumption of one mapping's topic.
+type ConsumerConfig struct {
+	Brokers  []string
+	GroupID  string // one consumer group per mapping: scoop.<mapping>
+	Topic    string
+	Mapping  *pipeline.Mapping
+	MaxBatch int           // changes per sink transaction (default 2000)
+	Linger   time.Duration // wait for a fuller batch (default 20ms)
+	// DeadLetters publishes events that can never be applied.
+	DeadLetters pipeline.Publisher
+	DLQTopic    string
+	// StartOffset for a group with no committed offset: kafkago.FirstOffset
+	// (default) replays the whole retained history.
+	StartOffset int64
+	Logger      *slog.Logger
+}
+
+// ConsumerStats are counters for metrics and status.
+type ConsumerStats struct {
+	Applied     atomic.Uint64
+	DeadLetters atomic.Uint64
+	Retries     atomic.Uint64
+	LastCommit  atomic.Int64 // unix ms of the commit time of the last applied change
+	Paused      atomic.Bool  // the store is failing and the mapping waits
+}
+
+// Consume feeds a sink from a topic until ctx ends. Offsets are committed to
+// Kafka only after the sink committed the batch. A failing store is retried
+// with backoff forever (the mapping pauses, nothing is skipped); an event
+// that can never be applied goes to the dead-letter topic with its reason.
+func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats *ConsumerStats) error {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 2000
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 20 * time.Millisecond
+	}
+	if cfg.StartOffset == 0 {
+		cfg.StartOffset = kafkago.FirstOffset
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if stats == nil {
+		stats = &ConsumerStats{}
+	}
+	log := cfg.Logger.With("mapping", cfg.Mapping.Name, "topic", cfg.Topic)
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:        cfg.Brokers,
+		GroupID:        cfg.GroupID,
+		Topic:          cfg.Topic,
+		MinBytes:       1,
+		MaxBytes:       16 << 20,
+		MaxWait:        100 * time.Millisecond,
+		StartOffset:    cfg.StartOffset,
+		CommitInterval: 0, // synchronous commits, after the sink's
+	})
+	defer r.Close()
+	msgs := make([]kafkago.Message, 0, cfg.MaxBatch)
+	for {
+		msgs = msgs[:0]
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("mapping %s: fetch from %s: %w", cfg.Mapping.Name, cfg.Topic, err)
+		}
+		msgs = append(msgs, m)
+		lctx, cancel := context.WithTimeout(ctx, cfg.Linger)
+		for len(msgs) < cfg.MaxBatch {
+			m, err := r.FetchMessage(lctx)
+			if err != nil {
+				break
+			}
+			msgs = append(msgs, m)
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := applyBatch(ctx, cfg, log, sink, stats, msgs); err != nil {
+			return err
+		}
+		if err := r.CommitMessages(ctx, msgs...); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("mapping %s: commit offsets: %w", cfg.Mapping.Name, err)
+		}
+	}
+}
+
+func applyBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, sink pipeline.Sink, stats *ConsumerStats, msgs []kafkago.Message) error {
+	changes := make([]pipeline.Change, 0, len(msgs))
+	var dead []pipeline.Record
+	for _, m := range msgs {
+		c, ok, err := pipeline.DecodeChange(m.Key, m.Value)
+		if err != nil {
+			dead = append(dead, deadLetter(cfg, m, err))
+			continue
+		}
+		if !ok {
+			continue // tombstone: the delete before it did the work
+		}
+		c.Topic, c.Partition, c.Offset = m.Topic, m.Partition, m.Offset
+		cfg.Mapping.Shape(&c)
+		changes = append(changes, c)
+	}
+	err := applyRetrying(ctx, log, sink, stats, changes)
+	if pipeline.IsPermanent(err) {
+		// Find the events that cannot be applied, one by one.
+		for _, c := range changes {
+			one := []pipeline.Change{c}
+			if err := applyRetrying(ctx, log, sink, stats, one); err != nil {
+				if !pipeline.IsPermanent(err) {
+					return err
+				}
+				log.Error("event cannot be applied; sent to the dead-letter topic", "partition", c.Partition, "offset", c.Offset, "error", err)
+				dead = append(dead, deadLetter(cfg, msgFor(msgs, c), err))
+			}
+		}
+	} else if err != nil {
+		return err
+	}
+	if len(dead) > 0 {
+		if err := cfg.DeadLetters.Publish(ctx, dead); err != nil {
+			return fmt.Errorf("mapping %s: publish %d dead letters: %w", cfg.Mapping.Name, len(dead), err)
+		}
+		stats.DeadLetters.Add(uint64(len(dead)))
+	}
+	stats.Applied.Add(uint64(len(changes)))
+	if n := len(changes); n > 0 {
+		stats.LastCommit.Store(changes[n-1].CommitTime.UnixMilli())
+	}
+	return nil
+}
+
+// applyRetrying retries transient failures with exponential backoff (100ms
+// to 30s) until the store takes the batch or ctx ends.
+func applyRetrying(ctx context.Context, log *slog.Logger, sink pipeline.Sink, stats *ConsumerStats, changes []pipeline.Change) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := sink.Apply(ctx, changes)
+		if err == nil || pipeline.IsPermanent(err) {
+			stats.Paused.Store(false)
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		stats.Retries.Add(1)
+		stats.Paused.Store(true)
+		if attempt == 1 || attempt%10 == 0 {
+			log.Warn("store unavailable; mapping paused, retrying", "attempt", attempt, "backoff", backoff, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func msgFor(msgs []kafkago.Message, c pipeline.Change) kafkago.Message {
+	for _, m := range msgs {
+		if m.Partition == c.Partition && m.Offset == c.Offset {
+			return m
+		}
+	}
+	return kafkago.Message{Topic: c.Topic, Partition: c.Partition, Offset: c.Offset}
+}
+
+// deadLetter wraps an event that cannot be applied, with its reason and
+// where it came from; the original key and value are kept.
+func deadLetter(cfg ConsumerConfig, m kafkago.Message, err error) pipeline.Record {
+	return pipeline.Record{
+		Topic: cfg.DLQTopic,
+		Key:   m.Key,
+		Value: m.Value,
+		Time:  time.Now(),
+		Headers: map[string]string{
+			"scoop.error":              err.Error(),
+			"scoop.mapping":            cfg.Mapping.Name,
+			"scoop.stage":              "sink",
+			"scoop.original.topic":     m.Topic,
+			"scoop.original.partition": strconv.Itoa(m.Partition),
+			"scoop.original.offset":    strconv.FormatInt(m.Offset, 10),
+		},
+	}
+}

@@ -1,0 +1,392 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/scoop-cdc/scoop/pipeline"
+	"github.com/scoop-cdc/scoop/schema"
+)
+
+// SinkConfig configures a mapping's PostgreSQL sink.
+type SinkConfig struct {
+	URL     string
+	Schema  string // target schema (default public)
+	Mapping string
+	Topic   string
+	Target  pipeline.Target
+	// Origin is the replication origin the sink's session applies under, so
+	// a scoop source reading this database never captures these writes
+	// (default "scoop").
+	Origin string
+	Logger *slog.Logger
+}
+
+// Sink applies changes to a PostgreSQL table. Each batch is one
+// transaction that also records the Kafka offsets it consumed in
+// scoop.sink_offsets; changes at or below a recorded offset are skipped, so
+// redelivery after a crash has no effect (exactly-once in effect).
+type Sink struct {
+	cfg   SinkConfig
+	conn  *pgx.Conn
+	table string // quoted schema.table
+	cols  map[string]pipeline.Column
+	keys  []pipeline.Column
+}
+
+// NewSink connects, sets the replication origin up, and creates the target
+// table (or checks an existing one).
+func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
+	if cfg.Schema == "" {
+		cfg.Schema = "public"
+	}
+	if cfg.Origin == "" {
+		cfg.Origin = "scoop"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Sink{cfg: cfg, table: schema.QuoteQualified(cfg.Schema, cfg.Target.Table), cols: map[string]pipeline.Column{}}
+	for _, c := range cfg.Target.Columns {
+		if err := schema.CheckIdent(c.Name); err != nil {
+			return nil, fmt.Errorf("mapping %s: %w", cfg.Mapping, err)
+		}
+		s.cols[c.Name] = c
+	}
+	s.keys = cfg.Target.KeyColumns()
+	if len(s.keys) == 0 {
+		return nil, fmt.Errorf("mapping %s: target %s has no key column", cfg.Mapping, cfg.Target.Table)
+	}
+	if err := s.connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.ensureTable(ctx); err != nil {
+		s.conn.Close(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Sink) connect(ctx context.Context) error {
+	conn, err := connect(ctx, s.cfg.URL)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, s.cfg.Origin); err != nil {
+		conn.Close(context.Background())
+		return fmt.Errorf("mapping %s: create replication origin %q (needs superuser or EXECUTE on pg_replication_origin_create): %w", s.cfg.Mapping, s.cfg.Origin, err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_session_setup($1)`, s.cfg.Origin); err != nil {
+		conn.Close(context.Background())
+		return fmt.Errorf("mapping %s: set up replication origin %q (needs superuser or EXECUTE on pg_replication_origin_session_setup): %w", s.cfg.Mapping, s.cfg.Origin, err)
+	}
+	s.conn = conn
+	return nil
+}
+
+func (s *Sink) ensureTable(ctx context.Context) error {
+	_, err := s.conn.Exec(ctx, `
+		CREATE SCHEMA IF NOT EXISTS scoop;
+		CREATE TABLE IF NOT EXISTS scoop.sink_offsets (
+			mapping   text   NOT NULL,
+			topic     text   NOT NULL,
+			partition int    NOT NULL,
+			"offset"  bigint NOT NULL,
+			PRIMARY KEY (mapping, topic, partition))`)
+	if err != nil {
+		return fmt.Errorf("mapping %s: create scoop.sink_offsets: %w", s.cfg.Mapping, err)
+	}
+	existing := map[string]string{}
+	rows, err := s.conn.Query(ctx, `
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, s.cfg.Schema, s.cfg.Target.Table)
+	if err != nil {
+		return fmt.Errorf("mapping %s: read target table: %w", s.cfg.Mapping, err)
+	}
+	for rows.Next() {
+		var n, t string
+		if err := rows.Scan(&n, &t); err != nil {
+			rows.Close()
+			return err
+		}
+		existing[n] = t
+	}
+	rows.Close()
+	if len(existing) == 0 {
+		var defs, keys []string
+		for _, c := range s.cfg.Target.Columns {
+			d := schema.QuoteIdent(c.Name) + " " + c.SQLType
+			if c.NotNull || c.Key {
+				d += " NOT NULL"
+			}
+			defs = append(defs, d)
+			if c.Key {
+				keys = append(keys, schema.QuoteIdent(c.Name))
+			}
+		}
+		ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s, PRIMARY KEY (%s))", s.table, strings.Join(defs, ", "), strings.Join(keys, ", "))
+		if _, err := s.conn.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("mapping %s: create target table: %w", s.cfg.Mapping, err)
+		}
+		s.cfg.Logger.Info("created target table", "mapping", s.cfg.Mapping, "table", s.cfg.Target.Table)
+		return nil
+	}
+	var problems []string
+	for _, c := range s.cfg.Target.Columns {
+		got, ok := existing[c.Name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("column %q is missing (add it: ALTER TABLE %s ADD COLUMN %s %s)", c.Name, s.table, schema.QuoteIdent(c.Name), c.SQLType))
+		case got != c.SQLType && !compatibleTypes(c.SQLType, got):
+			problems = append(problems, fmt.Sprintf("column %q is %s but the source is %s", c.Name, got, c.SQLType))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("mapping %s: target table %s is incompatible with the source: %s", s.cfg.Mapping, s.cfg.Target.Table, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// compatibleTypes accepts widening of the same family (varchar(n) -> text,
+// int4 -> int8, numeric(p,s) -> numeric).
+func compatibleTypes(src, dst string) bool {
+	family := func(t string) string {
+		switch {
+		case strings.HasPrefix(t, "character varying"), t == "text", strings.HasPrefix(t, "character("):
+			return "text"
+		case t == "smallint", t == "integer", t == "bigint", strings.HasPrefix(t, "numeric"):
+			return "number"
+		case t == "json", t == "jsonb":
+			return "json"
+		}
+		return t
+	}
+	return family(src) == family(dst) && (dst == "text" || dst == "bigint" || dst == "numeric" || dst == "jsonb" || src == dst)
+}
+
+// Apply writes a batch in one transaction with its offsets.
+func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if s.conn == nil || s.conn.IsClosed() {
+		if err := s.connect(ctx); err != nil {
+			return err
+		}
+	}
+	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
+		done := map[int]int64{}
+		rows, err := tx.Query(ctx, `SELECT partition, "offset" FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 FOR UPDATE`, s.cfg.Mapping, s.cfg.Topic)
+		if err != nil {
+			return fmt.Errorf("read sink offsets: %w", err)
+		}
+		for rows.Next() {
+			var p int
+			var o int64
+			if err := rows.Scan(&p, &o); err != nil {
+				rows.Close()
+				return err
+			}
+			done[p] = o
+		}
+		rows.Close()
+		var b pgx.Batch
+		high := map[int]int64{}
+		for i := range batch {
+			c := &batch[i]
+			if o, ok := done[c.Partition]; ok && c.Offset <= o {
+				continue // applied before a crash
+			}
+			if c.Offset > high[c.Partition] || high[c.Partition] == 0 {
+				high[c.Partition] = c.Offset
+			}
+			if err := s.queue(&b, c); err != nil {
+				return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
+			}
+		}
+		parts := make([]int, 0, len(high))
+		for p := range high {
+			parts = append(parts, p)
+		}
+		sort.Ints(parts)
+		for _, p := range parts {
+			b.Queue(`INSERT INTO scoop.sink_offsets (mapping, topic, partition, "offset") VALUES ($1, $2, $3, $4)
+				ON CONFLICT (mapping, topic, partition) DO UPDATE SET "offset" = GREATEST(scoop.sink_offsets."offset", EXCLUDED."offset")`,
+				s.cfg.Mapping, s.cfg.Topic, p, high[p])
+		}
+		if b.Len() == 0 {
+			return nil
+		}
+		return tx.SendBatch(ctx, &b).Close()
+	})
+	if err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// classify marks errors that retrying cannot fix as permanent: bad data
+// (class 22), constraint violations (23), undefined or mistyped objects (42).
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "22", "23", "42":
+			return pipeline.Permanent(err)
+		}
+	}
+	return err
+}
+
+// queue adds the statement for one change.
+func (s *Sink) queue(b *pgx.Batch, c *pipeline.Change) error {
+	switch c.Op {
+	case 't':
+		b.Queue("TRUNCATE " + s.table)
+		return nil
+	case 'd':
+		where := make([]string, len(s.keys))
+		args := make([]any, len(s.keys))
+		for i, k := range s.keys {
+			where[i] = fmt.Sprintf("%s = $%d", schema.QuoteIdent(k.Name), i+1)
+			v, err := pgText(k, c.Key[k.Name])
+			if err != nil {
+				return err
+			}
+			args[i] = v
+		}
+		b.Queue("DELETE FROM "+s.table+" WHERE "+strings.Join(where, " AND "), args...)
+		return nil
+	}
+	names := make([]string, 0, len(c.After))
+	for n := range c.After {
+		if _, ok := s.cols[n]; ok && !c.Unchanged[n] {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	cols := make([]string, len(names))
+	params := make([]string, len(names))
+	args := make([]any, len(names))
+	var set []string
+	for i, n := range names {
+		col := s.cols[n]
+		cols[i] = schema.QuoteIdent(n)
+		params[i] = fmt.Sprintf("$%d", i+1)
+		v, err := pgText(col, c.After[n])
+		if err != nil {
+			return fmt.Errorf("column %q: %w", n, err)
+		}
+		args[i] = v
+		if !col.Key {
+			set = append(set, cols[i]+" = EXCLUDED."+cols[i])
+		}
+	}
+	keys := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		keys[i] = schema.QuoteIdent(k.Name)
+	}
+	sql := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO ", s.table, strings.Join(cols, ", "), strings.Join(params, ", "), strings.Join(keys, ", "))
+	if len(set) == 0 {
+		sql += "NOTHING"
+	} else {
+		sql += "UPDATE SET " + strings.Join(set, ", ")
+	}
+	b.Queue(sql, args...)
+	return nil
+}
+
+// Close ends the session.
+func (s *Sink) Close(ctx context.Context) error {
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.Close(ctx)
+}
+
+// pgText turns an event's JSON value into PostgreSQL text input for col
+// (nil for NULL).
+func pgText(col pipeline.Column, raw json.RawMessage) (any, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if col.Array {
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		var sb strings.Builder
+		if err := writeArray(&sb, col.Elem, v); err != nil {
+			return nil, err
+		}
+		return sb.String(), nil
+	}
+	return scalarText(col.BaseType, raw)
+}
+
+func scalarText(base string, raw json.RawMessage) (string, error) {
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", err
+		}
+		if base == "bytea" {
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				return "", fmt.Errorf("bytea: %w", err)
+			}
+			return `\x` + hex.EncodeToString(b), nil
+		}
+		return s, nil
+	default: // number, bool, object, array (json columns)
+		return string(raw), nil
+	}
+}
+
+// writeArray renders a JSON array as a PostgreSQL array literal.
+func writeArray(sb *strings.Builder, elem string, v any) error {
+	arr, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("expected a JSON array, got %T", v)
+	}
+	sb.WriteByte('{')
+	for i, e := range arr {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		switch e := e.(type) {
+		case nil:
+			sb.WriteString("NULL")
+		case []any:
+			if err := writeArray(sb, elem, e); err != nil {
+				return err
+			}
+		default:
+			raw, _ := json.Marshal(e)
+			text, err := scalarText(elem, raw)
+			if err != nil {
+				return err
+			}
+			sb.WriteByte('"')
+			sb.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(text))
+			sb.WriteByte('"')
+		}
+	}
+	sb.WriteByte('}')
+	return nil
+}

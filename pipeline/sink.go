@@ -1,0 +1,225 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Change is a change event as a sink sees it, decoded from Kafka.
+type Change struct {
+	Op         byte // 'c', 'u', 'd', 'r', 't'
+	Key        map[string]json.RawMessage
+	After      map[string]json.RawMessage // nil for deletes and truncates
+	Unchanged  map[string]bool            // TOAST columns to leave as they are
+	CommitTime time.Time                  // source commit time (µs precision)
+	LSN        uint64
+
+	// Where it was read from.
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// Column is a column of a mapping's target table.
+type Column struct {
+	Name     string // in the target
+	Source   string // in the monolith
+	SQLType  string // PostgreSQL type as format_type prints it, e.g. numeric(30,10)
+	BaseType string // base type name (domains resolved), e.g. int4, _text, timestamptz
+	Array    bool
+	Elem     string // element base type name of an array
+	Key      bool
+	NotNull  bool
+}
+
+// Target is the shape of a mapping's target table.
+type Target struct {
+	Table   string
+	Columns []Column
+}
+
+// KeyColumns lists the key columns.
+func (t *Target) KeyColumns() []Column {
+	var k []Column
+	for _, c := range t.Columns {
+		if c.Key {
+			k = append(k, c)
+		}
+	}
+	return k
+}
+
+// Sink applies changes to a service store. Apply is idempotent: applying a
+// batch again (after a crash, a retry or a replay) leaves the store as one
+// application would. Errors that retrying cannot fix are wrapped with
+// Permanent.
+type Sink interface {
+	Apply(ctx context.Context, batch []Change) error
+	Close(ctx context.Context) error
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks an error that no retry can fix (the event goes to the
+// dead-letter topic).
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+type envelope struct {
+	Before    map[string]json.RawMessage `json:"before"`
+	After     map[string]json.RawMessage `json:"after"`
+	Op        string                     `json:"op"`
+	Unchanged []string                   `json:"unchanged"`
+	Source    struct {
+		TsMs int64  `json:"ts_ms"`
+		TsUs int64  `json:"ts_us"`
+		LSN  uint64 `json:"lsn"`
+	} `json:"source"`
+}
+
+// unwrapConnect strips Kafka Connect's {"schema":..., "payload":...}.
+func unwrapConnect(b []byte) []byte {
+	if !bytes.HasPrefix(bytes.TrimSpace(b), []byte(`{"schema"`)) {
+		return b
+	}
+	var w struct {
+		Payload json.RawMessage `json:"payload"`
+	}
+	if json.Unmarshal(b, &w) == nil && w.Payload != nil {
+		return w.Payload
+	}
+	return b
+}
+
+// DecodeChange decodes a Kafka record written by scoop's source (or any
+// producer of Debezium-style JSON envelopes, with or without schemas).
+// A tombstone (nil value) yields ok=false and no error.
+func DecodeChange(key, value []byte) (c Change, ok bool, err error) {
+	if value == nil {
+		return c, false, nil
+	}
+	var env envelope
+	if err := json.Unmarshal(unwrapConnect(value), &env); err != nil {
+		return c, false, fmt.Errorf("decode event value: %w", err)
+	}
+	if len(env.Op) != 1 || !bytes.ContainsRune([]byte("cudrt"), rune(env.Op[0])) {
+		return c, false, fmt.Errorf("decode event value: unknown op %q", env.Op)
+	}
+	c.Op = env.Op[0]
+	c.LSN = env.Source.LSN
+	if env.Source.TsUs != 0 {
+		c.CommitTime = time.UnixMicro(env.Source.TsUs).UTC()
+	} else {
+		c.CommitTime = time.UnixMilli(env.Source.TsMs).UTC()
+	}
+	if c.Op == 't' {
+		return c, true, nil
+	}
+	if key == nil {
+		return c, false, errors.New("decode event: no key")
+	}
+	if err := json.Unmarshal(unwrapConnect(key), &c.Key); err != nil {
+		return c, false, fmt.Errorf("decode event key: %w", err)
+	}
+	if len(c.Key) == 0 {
+		return c, false, errors.New("decode event key: empty key")
+	}
+	if c.Op != 'd' {
+		if env.After == nil {
+			return c, false, fmt.Errorf("decode event: op %q without after", env.Op)
+		}
+		c.After = env.After
+	}
+	if len(env.Unchanged) > 0 {
+		c.Unchanged = make(map[string]bool, len(env.Unchanged))
+		for _, u := range env.Unchanged {
+			c.Unchanged[u] = true
+		}
+	}
+	return c, true, nil
+}
+
+// Shape applies the mapping's column selection and renames to a change.
+func (m *Mapping) Shape(c *Change) {
+	if len(m.Columns.Include) == 0 && len(m.Columns.Exclude) == 0 && len(m.Columns.Rename) == 0 {
+		return
+	}
+	c.Key = m.shapeRow(c.Key)
+	c.After = m.shapeRow(c.After)
+	if c.Unchanged != nil {
+		u := make(map[string]bool, len(c.Unchanged))
+		for k := range c.Unchanged {
+			if to, ok := m.TargetColumn(k); ok {
+				u[to] = true
+			}
+		}
+		c.Unchanged = u
+	}
+}
+
+func (m *Mapping) shapeRow(row map[string]json.RawMessage) map[string]json.RawMessage {
+	if row == nil {
+		return nil
+	}
+	out := make(map[string]json.RawMessage, len(row))
+	for k, v := range row {
+		if to, ok := m.TargetColumn(k); ok {
+			out[to] = v
+		}
+	}
+	return out
+}
+
+// ShapeTarget turns the monolith table's columns into the target's.
+// Key columns are always kept: a mapping that excludes one is refused.
+func (m *Mapping) ShapeTarget(source []Column) (Target, error) {
+	t := Target{Table: m.TargetTable()}
+	for _, c := range source {
+		to, ok := m.TargetColumn(c.Source)
+		if !ok {
+			if c.Key {
+				return t, &MappingError{Mapping: m.Name, Field: "columns", Problem: fmt.Sprintf("key column %q is excluded", c.Source), Fix: "keep every primary-key column in the mapping"}
+			}
+			continue
+		}
+		c.Name = to
+		t.Columns = append(t.Columns, c)
+	}
+	for _, name := range append(append([]string{}, m.Columns.Include...), m.Columns.Exclude...) {
+		if !hasSource(source, name) {
+			return t, &MappingError{Mapping: m.Name, Field: "columns", Problem: fmt.Sprintf("column %q does not exist in %s", name, m.Source), Fix: "use a column of the source table"}
+		}
+	}
+	for _, name := range sortedKeys(m.Columns.Rename) {
+		if !hasSource(source, name) {
+			return t, &MappingError{Mapping: m.Name, Field: "columns.rename", Problem: fmt.Sprintf("column %q does not exist in %s", name, m.Source), Fix: "use a column of the source table"}
+		}
+	}
+	return t, nil
+}
+
+func hasSource(cols []Column, name string) bool {
+	for _, c := range cols {
+		if c.Source == name {
+			return true
+		}
+	}
+	return false
+}
