@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Minimal CQL readiness probe: STARTUP + QUERY over native protocol v4.
 
-Usage: cql_ping.py [HOST] [PORT] [TIMEOUT_SECONDS]
-Prints Cassandra's release_version and exits 0, or prints why not and exits 1.
+Usage: cql_ping.py [HOST] [PORT] [TIMEOUT_SECONDS] [CQL]
+Runs CQL (default: SELECT release_version FROM system.local) at consistency ONE
+and prints the first column of the first row (or the result kind for
+statements without rows); exits 1 with the reason on any failure.
 Standard library only (no cqlsh / driver on this machine).
 """
 import socket
@@ -25,8 +27,23 @@ def recv_exact(sock, n):
 
 def request(sock, stream, opcode, body):
     sock.sendall(struct.pack(">BBhBi", VERSION, 0, stream, opcode, len(body)) + body)
-    _ver, _flags, _stream, op, length = struct.unpack(">BBhBi", recv_exact(sock, 9))
+    _ver, flags, _stream, op, length = struct.unpack(">BBhBi", recv_exact(sock, 9))
     payload = recv_exact(sock, length)
+    if flags & 0x01:
+        raise RuntimeError("compressed frame (not negotiated)")
+    if flags & 0x02:  # tracing id
+        payload = payload[16:]
+    if flags & 0x08:  # warnings: [string list]
+        off = 2
+        for _ in range(struct.unpack_from(">H", payload, 0)[0]):
+            off += 2 + struct.unpack_from(">H", payload, off)[0]
+        payload = payload[off:]
+    if flags & 0x04:  # custom payload: [bytes map]
+        off = 2
+        for _ in range(struct.unpack_from(">H", payload, 0)[0]):
+            off += 2 + struct.unpack_from(">H", payload, off)[0]
+            off += 4 + max(struct.unpack_from(">i", payload, off)[0], 0)
+        payload = payload[off:]
     if op == OP_ERROR:
         code = struct.unpack(">i", payload[:4])[0]
         mlen = struct.unpack(">H", payload[4:6])[0]
@@ -42,10 +59,12 @@ def string(s):
 def first_cell(payload):
     """First cell of the first row of a Rows result, as text."""
     off = 0
-    kind, flags, ncols = struct.unpack_from(">iii", payload, off)
-    off += 12
+    kind = struct.unpack_from(">i", payload, off)[0]
+    off += 4
     if kind != 2:
-        raise RuntimeError("unexpected result kind %d" % kind)
+        return {1: "void", 3: "set_keyspace", 4: "prepared", 5: "schema_change"}.get(kind, "kind %d" % kind)
+    flags, ncols = struct.unpack_from(">ii", payload, off)
+    off += 8
     if flags & 0x0002:  # has_more_pages: paging state [bytes]
         n = struct.unpack_from(">i", payload, off)[0]
         off += 4 + max(n, 0)
@@ -79,24 +98,37 @@ def first_cell(payload):
 
     if flags & 0x0001:  # global_tables_spec
         off = skip_string(skip_string(off))
+    first_type = None
     for _ in range(ncols):
         if not flags & 0x0001:
             off = skip_string(skip_string(off))
         off = skip_string(off)  # column name
+        if first_type is None:
+            first_type = struct.unpack_from(">H", payload, off)[0]
         off = skip_type(off)
     nrows = struct.unpack_from(">i", payload, off)[0]
     off += 4
     if nrows < 1:
-        raise RuntimeError("no rows")
+        return "(no rows)"
     n = struct.unpack_from(">i", payload, off)[0]
     off += 4
-    return None if n < 0 else payload[off:off + n].decode("utf-8", "replace")
+    if n < 0:
+        return "null"
+    cell = payload[off:off + n]
+    if first_type in (0x0002, 0x0005, 0x0009, 0x0013, 0x0014) and n in (1, 2, 4, 8):  # integers
+        return str(int.from_bytes(cell, "big", signed=True))
+    if first_type == 0x0004:  # boolean
+        return "true" if cell != b"\x00" else "false"
+    if first_type in (0x0001, 0x000A, 0x000D):  # ascii, text, varchar
+        return cell.decode("utf-8", "replace")
+    return "0x" + cell.hex()
 
 
 def main():
     host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 9042
     timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 5.0
+    cql = sys.argv[4] if len(sys.argv) > 4 else "SELECT release_version FROM system.local"
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
@@ -106,7 +138,7 @@ def main():
                 raise RuntimeError("server requires authentication")
             if op != OP_READY:
                 raise RuntimeError("unexpected STARTUP reply opcode 0x%02x" % op)
-            q = "SELECT release_version FROM system.local".encode()
+            q = cql.encode()
             body = struct.pack(">i", len(q)) + q + struct.pack(">HB", 0x0001, 0)  # consistency ONE, no flags
             op, payload = request(sock, 2, OP_QUERY, body)
             if op != OP_RESULT:

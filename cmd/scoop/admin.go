@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/scoop-cdc/scoop/connectors/kafka"
 	"github.com/scoop-cdc/scoop/connectors/postgres"
 )
 
@@ -22,6 +24,37 @@ type admin struct {
 	listener net.Listener
 	registry *prometheus.Registry
 	ready    atomic.Bool
+	mappings map[string]*kafka.ConsumerStats
+}
+
+// mappingStats registers the metrics of one mapping's sink.
+func (a *admin) mappingStats(name string) *kafka.ConsumerStats {
+	st := &kafka.ConsumerStats{}
+	a.mappings[name] = st
+	labels := prometheus.Labels{"mapping": name}
+	a.registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_sink_applied_total", Help: "Changes applied to the store.", ConstLabels: labels},
+			func() float64 { return float64(st.Applied.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_sink_dead_letters_total", Help: "Events sent to the dead-letter topic.", ConstLabels: labels},
+			func() float64 { return float64(st.DeadLetters.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_sink_retries_total", Help: "Failed store writes retried.", ConstLabels: labels},
+			func() float64 { return float64(st.Retries.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_sink_paused", Help: "1 while the store is failing and the mapping waits.", ConstLabels: labels},
+			func() float64 {
+				if st.Paused.Load() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_sink_lag_seconds", Help: "Now minus the commit time of the last applied change.", ConstLabels: labels},
+			func() float64 {
+				if ms := st.LastCommit.Load(); ms > 0 {
+					return time.Since(time.UnixMilli(ms)).Seconds()
+				}
+				return 0
+			}),
+	)
+	return st
 }
 
 func newAdmin(cfg *Config, source *postgres.Source) (*admin, error) {
@@ -29,7 +62,7 @@ func newAdmin(cfg *Config, source *postgres.Source) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &admin{cfg: cfg, source: source, listener: l, registry: prometheus.NewRegistry()}
+	a := &admin{cfg: cfg, source: source, listener: l, registry: prometheus.NewRegistry(), mappings: map[string]*kafka.ConsumerStats{}}
 	st := source.Stats()
 	a.registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -76,6 +109,7 @@ func (a *admin) serve(ctx context.Context) error {
 			"received_lsn":   st.ReceivedLSN.Load(),
 			"acked_lsn":      a.source.Acked(),
 			"last_commit_ms": st.LastCommit.Load(),
+			"mappings":       a.mappingStatus(),
 		})
 	}))
 	return serveHTTP(ctx, a.listener, mux)
@@ -93,4 +127,12 @@ func (a *admin) auth(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+func (a *admin) mappingStatus() map[string]any {
+	out := map[string]any{}
+	for name, st := range a.mappings {
+		out[name] = map[string]any{"applied": st.Applied.Load(), "dead_letters": st.DeadLetters.Load(), "retries": st.Retries.Load(), "paused": st.Paused.Load()}
+	}
+	return out
 }

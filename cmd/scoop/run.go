@@ -73,6 +73,12 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for i := range mappings.Mappings {
+		m := &mappings.Mappings[i]
+		if storeKind(cfg.Stores[m.Store]) == "" || sinkFactories[storeKind(cfg.Stores[m.Store])] == nil {
+			return fmt.Errorf("mapping %s: store %q has no usable URL (set %s)", m.Name, m.Store, pipeline.StoreEnvVar(m.Store))
+		}
+	}
 	log.Info("scoop starting", "version", version, "mappings", len(mappings.Mappings), "tables", len(tables), "brokers", cfg.KafkaBrokers)
 
 	admin, err := newAdmin(cfg, source)
@@ -87,7 +93,15 @@ func run(ctx context.Context) error {
 		admin.ready.Store(false)
 		return err
 	})
+	stats := make([]*kafka.ConsumerStats, len(mappings.Mappings))
+	for i := range mappings.Mappings {
+		stats[i] = admin.mappingStats(mappings.Mappings[i].Name)
+	}
 	g.Go(func() error { return admin.serve(gctx) })
+	for i := range mappings.Mappings {
+		m := &mappings.Mappings[i]
+		g.Go(func() error { return runMapping(gctx, cfg, m, producer, stats[i], log) })
+	}
 	admin.ready.Store(true)
 	err = g.Wait()
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

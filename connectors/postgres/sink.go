@@ -78,21 +78,39 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 	return s, nil
 }
 
+// originPoolSize bounds the replication origins scoop's sinks use in one
+// database: PostgreSQL 15 lets one session at a time use an origin, so each
+// sink session takes the first free one of scoop, scoop_1 ... scoop_15.
+const originPoolSize = 16
+
 func (s *Sink) connect(ctx context.Context) error {
 	conn, err := connect(ctx, s.cfg.URL)
 	if err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, s.cfg.Origin); err != nil {
-		conn.Close(context.Background())
-		return fmt.Errorf("mapping %s: create replication origin %q (needs superuser or EXECUTE on pg_replication_origin_create): %w", s.cfg.Mapping, s.cfg.Origin, err)
+	for i := 0; i < originPoolSize; i++ {
+		name := s.cfg.Origin
+		if i > 0 {
+			name = fmt.Sprintf("%s_%d", s.cfg.Origin, i)
+		}
+		if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, name); err != nil {
+			conn.Close(context.Background())
+			return fmt.Errorf("mapping %s: create replication origin %q (needs superuser or EXECUTE on pg_replication_origin_create): %w", s.cfg.Mapping, name, err)
+		}
+		_, err := conn.Exec(ctx, `SELECT pg_replication_origin_session_setup($1)`, name)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			continue // in use by another sink session
+		}
+		if err != nil {
+			conn.Close(context.Background())
+			return fmt.Errorf("mapping %s: set up replication origin %q (needs superuser or EXECUTE on pg_replication_origin_session_setup): %w", s.cfg.Mapping, name, err)
+		}
+		s.conn = conn
+		return nil
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_session_setup($1)`, s.cfg.Origin); err != nil {
-		conn.Close(context.Background())
-		return fmt.Errorf("mapping %s: set up replication origin %q (needs superuser or EXECUTE on pg_replication_origin_session_setup): %w", s.cfg.Mapping, s.cfg.Origin, err)
-	}
-	s.conn = conn
-	return nil
+	conn.Close(context.Background())
+	return fmt.Errorf("mapping %s: all %d replication origins %s..%s_%d are in use; stop other sink sessions or raise the pool", s.cfg.Mapping, originPoolSize, s.cfg.Origin, s.cfg.Origin, originPoolSize-1)
 }
 
 func (s *Sink) ensureTable(ctx context.Context) error {

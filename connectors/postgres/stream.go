@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -160,7 +161,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 	case *pglogrepl.BeginMessage:
 		*tx = txState{open: true, xid: m.Xid, commitTime: m.CommitTime}
 	case *pglogrepl.OriginMessage:
-		if m.Name == s.cfg.Origin {
+		if isOwnOrigin(m.Name, s.cfg.Origin) {
 			tx.skip = true
 		}
 	case *pglogrepl.CommitMessage:
@@ -267,4 +268,22 @@ func (s *Source) emit(relations map[uint32]*schema.Table, enc *schema.Encoder, t
 		return send(pipeline.Item{Record: &pipeline.Record{Topic: topic, Key: rec.Key, Time: rec.Time}})
 	}
 	return nil
+}
+
+// isOwnOrigin: scoop's sinks write under the origin "scoop" or one of its
+// pool "scoop_1" ... (see Sink).
+func isOwnOrigin(name, origin string) bool {
+	if name == origin {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, origin+"_")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, r := range rest {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+
+	"log/slog"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/scoop-cdc/scoop/connectors/cassandra"
+	"github.com/scoop-cdc/scoop/connectors/kafka"
+	"github.com/scoop-cdc/scoop/connectors/postgres"
+	"github.com/scoop-cdc/scoop/pipeline"
+)
+
+// sinkFactories is the visible map from store kind to constructor.
+var sinkFactories = map[string]func(ctx context.Context, storeURL string, m *pipeline.Mapping, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error){
+	"postgres": func(ctx context.Context, storeURL string, m *pipeline.Mapping, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
+		return postgres.NewSink(ctx, postgres.SinkConfig{URL: storeURL, Mapping: m.Name, Topic: topic, Target: target, Logger: log})
+	},
+	"cassandra": func(ctx context.Context, storeURL string, m *pipeline.Mapping, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
+		return cassandra.NewSink(ctx, cassandra.SinkConfig{URL: storeURL, Mapping: m.Name, Target: target, Logger: log,
+			Username: envOr("SCOOP_CASSANDRA_USERNAME", ""), Password: envOr("SCOOP_CASSANDRA_PASSWORD", "")})
+	},
+}
+
+func storeKind(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	if u.Scheme == "postgresql" {
+		return "postgres"
+	}
+	return u.Scheme
+}
+
+// runMapping consumes one mapping's topic into its store until ctx ends. A
+// store that is down (at start or later) pauses the mapping and is retried
+// with backoff; other mappings keep flowing.
+func runMapping(ctx context.Context, cfg *Config, m *pipeline.Mapping, dlq *kafka.Producer, stats *kafka.ConsumerStats, log *slog.Logger) error {
+	log = log.With("mapping", m.Name, "store", m.Store)
+	schemaName, table := m.SourceTable()
+	storeURL := cfg.Stores[m.Store]
+	factory := sinkFactories[storeKind(storeURL)]
+	topic := m.TopicName(cfg.TopicPrefix)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := func() error {
+			// The consumer group needs the topic to exist before it joins.
+			if err := dlq.EnsureTopics(ctx, topic, cfg.TopicPrefix+".dlq"); err != nil {
+				return err
+			}
+			cols, err := postgres.DescribeColumns(ctx, cfg.SourceURL, postgres.TableName{Schema: schemaName, Name: table})
+			if err != nil {
+				return err
+			}
+			target, err := m.ShapeTarget(cols)
+			if err != nil {
+				return err
+			}
+			sink, err := factory(ctx, storeURL, m, topic, target, log)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				sink.Close(cctx)
+			}()
+			backoff = time.Second
+			stats.Paused.Store(false)
+			return kafka.Consume(ctx, kafka.ConsumerConfig{
+				Brokers: cfg.KafkaBrokers, GroupID: cfg.TopicPrefix + "." + m.Name, Topic: topic, Mapping: m,
+				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log,
+			}, sink, stats)
+		}()
+		if ctx.Err() != nil {
+			return nil
+		}
+		stats.Paused.Store(true)
+		log.Error("mapping paused; retrying", "error", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	return nil
+}
+
+func envOr(name, def string) string {
+	if v := lookupEnv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func lookupEnv(name string) string { return os.Getenv(name) }
