@@ -1,0 +1,32 @@
+# scoop: the two commands of the README, and a few helpers.
+GO ?= go
+TEST_FLAGS ?= -count=1 -p 1 -timeout 45m
+
+.PHONY: demo test unit build stack-up stack-down bench vet
+
+# Stack up, scoop running against it with testdata/demo, writes visible downstream. Ctrl-C stops it.
+demo: build
+	scripts/stack up
+	scripts/demo
+
+# Brings the stack up itself, then runs every test (unit and integration).
+test:
+	scripts/stack up
+	$(GO) vet ./...
+	$(GO) test $(TEST_FLAGS) ./...
+
+# Pure unit tests, no servers.
+unit:
+	$(GO) test -count=1 ./schema/ ./pipeline/
+
+build:
+	$(GO) build -o bin/scoop ./cmd/scoop
+
+stack-up:
+	scripts/stack up
+
+stack-down:
+	scripts/stack down
+
+vet:
+	$(GO) vet ./...
