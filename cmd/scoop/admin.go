@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -98,6 +99,10 @@ func (a *admin) serve(ctx context.Context) error {
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	// Profiles for diagnosing a slow pipeline (behind the admin token).
+	mux.HandleFunc("GET /debug/pprof/", a.auth(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/profile", a.auth(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/heap", a.auth(pprof.Handler("heap").ServeHTTP))
 	mux.HandleFunc("GET /status", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		st := a.source.Stats()
 		w.Header().Set("Content-Type", "application/json")
