@@ -17,6 +17,7 @@ type Change struct {
 	Unchanged  map[string]bool            // TOAST columns to leave as they are
 	CommitTime time.Time                  // source commit time (µs precision)
 	LSN        uint64
+	CommitLSN  uint64 // with LSN, orders the source's changes (0 for snapshot rows)
 
 	// Where it was read from.
 	Topic     string
@@ -88,9 +89,10 @@ type envelope struct {
 	Op        string                     `json:"op"`
 	Unchanged []string                   `json:"unchanged"`
 	Source    struct {
-		TsMs int64  `json:"ts_ms"`
-		TsUs int64  `json:"ts_us"`
-		LSN  uint64 `json:"lsn"`
+		TsMs      int64  `json:"ts_ms"`
+		TsUs      int64  `json:"ts_us"`
+		LSN       uint64 `json:"lsn"`
+		CommitLSN uint64 `json:"commit_lsn"`
 	} `json:"source"`
 }
 
@@ -124,6 +126,7 @@ func DecodeChange(key, value []byte) (c Change, ok bool, err error) {
 	}
 	c.Op = env.Op[0]
 	c.LSN = env.Source.LSN
+	c.CommitLSN = env.Source.CommitLSN
 	if env.Source.TsUs != 0 {
 		c.CommitTime = time.UnixMicro(env.Source.TsUs).UTC()
 	} else {

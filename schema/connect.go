@@ -75,7 +75,7 @@ func (e *Encoder) tableSchemas(t *Table) tableSchemas {
 		str("version", false), str("connector", false), str("name", false),
 		{Type: "int64", Field: "ts_ms"}, {Type: "int64", Optional: true, Field: "ts_us"}, str("snapshot", true), str("db", false),
 		str("schema", false), str("table", false),
-		{Type: "int64", Optional: true, Field: "txId"}, {Type: "int64", Optional: true, Field: "lsn"},
+		{Type: "int64", Optional: true, Field: "txId"}, {Type: "int64", Optional: true, Field: "lsn"}, {Type: "int64", Optional: true, Field: "commit_lsn"},
 		{Type: "int64", Optional: true, Field: "xmin"},
 	}}
 	value := &connectField{Type: "struct", Name: base + ".Envelope", Fields: []*connectField{

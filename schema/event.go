@@ -32,6 +32,7 @@ const (
 // Source is the provenance block of an event.
 type Source struct {
 	LSN        uint64    // LSN of the change (or the snapshot's consistent point)
+	CommitLSN  uint64    // commit LSN of the transaction; with LSN it orders changes
 	TxID       uint32    // transaction id; 0 for snapshot rows
 	CommitTime time.Time // commit time of the transaction; snapshot start for snapshot rows
 	Snapshot   string    // SnapshotFalse, SnapshotTrue, SnapshotLast, SnapshotIncremental
@@ -157,6 +158,8 @@ func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 	}
 	dst = append(dst, `,"lsn":`...)
 	dst = strconv.AppendUint(dst, ev.Source.LSN, 10)
+	dst = append(dst, `,"commit_lsn":`...)
+	dst = strconv.AppendUint(dst, ev.Source.CommitLSN, 10)
 	dst = append(dst, `,"xmin":null},"op":"`...)
 	dst = append(dst, byte(ev.Op))
 	dst = append(dst, `","ts_ms":`...)

@@ -121,7 +121,12 @@ func (s *Sink) ensureTable(ctx context.Context) error {
 			topic     text   NOT NULL,
 			partition int    NOT NULL,
 			"offset"  bigint NOT NULL,
-			PRIMARY KEY (mapping, topic, partition))`)
+			commit_lsn bigint NOT NULL DEFAULT 0,
+			lsn       bigint NOT NULL DEFAULT 0,
+			PRIMARY KEY (mapping, topic, partition));
+		ALTER TABLE scoop.sink_offsets
+			ADD COLUMN IF NOT EXISTS commit_lsn bigint NOT NULL DEFAULT 0,
+			ADD COLUMN IF NOT EXISTS lsn bigint NOT NULL DEFAULT 0`)
 	if err != nil {
 		return fmt.Errorf("mapping %s: create scoop.sink_offsets: %w", s.cfg.Mapping, err)
 	}
@@ -205,34 +210,33 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		}
 	}
 	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
-		done := map[int]int64{}
-		rows, err := tx.Query(ctx, `SELECT partition, "offset" FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 FOR UPDATE`, s.cfg.Mapping, s.cfg.Topic)
+		done, err := s.readProgress(ctx, tx)
 		if err != nil {
-			return fmt.Errorf("read sink offsets: %w", err)
+			return err
 		}
-		for rows.Next() {
-			var p int
-			var o int64
-			if err := rows.Scan(&p, &o); err != nil {
-				rows.Close()
-				return err
-			}
-			done[p] = o
-		}
-		rows.Close()
 		var b pgx.Batch
-		high := map[int]int64{}
+		high := map[int]progress{}
 		for i := range batch {
 			c := &batch[i]
-			if o, ok := done[c.Partition]; ok && c.Offset <= o {
-				continue // applied before a crash
+			p, seen := done[c.Partition]
+			switch {
+			case seen && c.Offset <= p.offset:
+				continue // this record was applied before a crash
+			case seen && c.CommitLSN != 0 && !p.after(c.CommitLSN, c.LSN):
+				// The source repeated a change it had published before a
+				// crash (at-least-once into Kafka): it is already applied.
+				p.offset = c.Offset
+			default:
+				if err := s.queue(&b, c); err != nil {
+					return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
+				}
+				p.offset = c.Offset
+				if c.CommitLSN != 0 {
+					p.commitLSN, p.lsn = c.CommitLSN, c.LSN
+				}
 			}
-			if c.Offset > high[c.Partition] || high[c.Partition] == 0 {
-				high[c.Partition] = c.Offset
-			}
-			if err := s.queue(&b, c); err != nil {
-				return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
-			}
+			done[c.Partition] = p
+			high[c.Partition] = p
 		}
 		parts := make([]int, 0, len(high))
 		for p := range high {
@@ -240,9 +244,11 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		}
 		sort.Ints(parts)
 		for _, p := range parts {
-			b.Queue(`INSERT INTO scoop.sink_offsets (mapping, topic, partition, "offset") VALUES ($1, $2, $3, $4)
-				ON CONFLICT (mapping, topic, partition) DO UPDATE SET "offset" = GREATEST(scoop.sink_offsets."offset", EXCLUDED."offset")`,
-				s.cfg.Mapping, s.cfg.Topic, p, high[p])
+			h := high[p]
+			b.Queue(`INSERT INTO scoop.sink_offsets (mapping, topic, partition, "offset", commit_lsn, lsn) VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (mapping, topic, partition) DO UPDATE SET "offset" = GREATEST(scoop.sink_offsets."offset", EXCLUDED."offset"),
+				commit_lsn = EXCLUDED.commit_lsn, lsn = EXCLUDED.lsn`,
+				s.cfg.Mapping, s.cfg.Topic, p, h.offset, int64(h.commitLSN), int64(h.lsn))
 		}
 		if b.Len() == 0 {
 			return nil
@@ -253,6 +259,39 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		return classify(err)
 	}
 	return nil
+}
+
+// progress is what a sink has applied of one partition: the Kafka offset,
+// and the source position (commit LSN, LSN) of the last streamed change.
+type progress struct {
+	offset         int64
+	commitLSN, lsn uint64
+}
+
+// after reports whether a change at (commitLSN, lsn) comes after p.
+func (p progress) after(commitLSN, lsn uint64) bool {
+	if p.commitLSN == 0 {
+		return true
+	}
+	return commitLSN > p.commitLSN || (commitLSN == p.commitLSN && lsn > p.lsn)
+}
+
+func (s *Sink) readProgress(ctx context.Context, tx pgx.Tx) (map[int]progress, error) {
+	rows, err := tx.Query(ctx, `SELECT partition, "offset", commit_lsn, lsn FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 FOR UPDATE`, s.cfg.Mapping, s.cfg.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("read sink offsets: %w", err)
+	}
+	defer rows.Close()
+	done := map[int]progress{}
+	for rows.Next() {
+		var part int
+		var off, commitLSN, lsn int64
+		if err := rows.Scan(&part, &off, &commitLSN, &lsn); err != nil {
+			return nil, fmt.Errorf("read sink offsets: %w", err)
+		}
+		done[part] = progress{offset: off, commitLSN: uint64(commitLSN), lsn: uint64(lsn)}
+	}
+	return done, rows.Err()
 }
 
 // classify marks errors that retrying cannot fix as permanent: bad data

@@ -19,6 +19,7 @@ type txState struct {
 	open       bool
 	skip       bool // applied under scoop's own replication origin
 	xid        uint32
+	commitLSN  uint64
 	commitTime time.Time
 }
 
@@ -159,7 +160,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 			enc.SetTypes(s.types)
 		}
 	case *pglogrepl.BeginMessage:
-		*tx = txState{open: true, xid: m.Xid, commitTime: m.CommitTime}
+		*tx = txState{open: true, xid: m.Xid, commitLSN: uint64(m.FinalLSN), commitTime: m.CommitTime}
 	case *pglogrepl.OriginMessage:
 		if isOwnOrigin(m.Name, s.cfg.Origin) {
 			tx.skip = true
@@ -190,7 +191,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 			if !s.tables[TableName{t.Schema, t.Name}] {
 				continue
 			}
-			ev := schema.Event{Op: schema.OpTruncate, Table: t, Source: schema.Source{LSN: uint64(xld.WALStart), TxID: tx.xid, CommitTime: tx.commitTime}}
+			ev := schema.Event{Op: schema.OpTruncate, Table: t, Source: schema.Source{LSN: uint64(xld.WALStart), CommitLSN: tx.commitLSN, TxID: tx.xid, CommitTime: tx.commitTime}}
 			val, err := enc.Value(nil, &ev, time.Now())
 			if err != nil {
 				return err
@@ -251,7 +252,7 @@ func (s *Source) emit(relations map[uint32]*schema.Table, enc *schema.Encoder, t
 		return nil
 	}
 	ev := schema.Event{Op: op, Table: t, Before: tupleRow(t, before), After: tupleRow(t, after),
-		Source: schema.Source{LSN: uint64(lsn), TxID: tx.xid, CommitTime: tx.commitTime, Snapshot: schema.SnapshotFalse}}
+		Source: schema.Source{LSN: uint64(lsn), CommitLSN: tx.commitLSN, TxID: tx.xid, CommitTime: tx.commitTime, Snapshot: schema.SnapshotFalse}}
 	if op == schema.OpDelete && ev.Before == nil {
 		return fmt.Errorf("delete on %s at %s carries no old key", t.QualifiedName(), lsn)
 	}
