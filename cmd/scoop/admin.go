@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,15 +22,31 @@ import (
 // admin serves /healthz, /readyz, /metrics and /status.
 type admin struct {
 	cfg      *Config
-	source   *postgres.Source
+	stats    *postgres.SourceStats
+	acked    func() uint64
 	listener net.Listener
 	registry *prometheus.Registry
 	ready    atomic.Bool
+
+	mu       sync.Mutex
 	mappings map[string]*kafka.ConsumerStats
+	active   []postgres.RegisteredMapping
 }
 
-// mappingStats registers the metrics of one mapping's sink.
+func (a *admin) setMappings(ms []postgres.RegisteredMapping) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.active = ms
+}
+
+// mappingStats returns the counters of one mapping's sink, registering its
+// metrics the first time the name is seen.
 func (a *admin) mappingStats(name string) *kafka.ConsumerStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st, ok := a.mappings[name]; ok {
+		return st
+	}
 	st := &kafka.ConsumerStats{}
 	a.mappings[name] = st
 	labels := prometheus.Labels{"mapping": name}
@@ -58,13 +75,12 @@ func (a *admin) mappingStats(name string) *kafka.ConsumerStats {
 	return st
 }
 
-func newAdmin(cfg *Config, source *postgres.Source) (*admin, error) {
+func newAdmin(cfg *Config, st *postgres.SourceStats, acked func() uint64) (*admin, error) {
 	l, err := listen(cfg.AdminAddr)
 	if err != nil {
 		return nil, err
 	}
-	a := &admin{cfg: cfg, source: source, listener: l, registry: prometheus.NewRegistry(), mappings: map[string]*kafka.ConsumerStats{}}
-	st := source.Stats()
+	a := &admin{cfg: cfg, stats: st, acked: acked, listener: l, registry: prometheus.NewRegistry(), mappings: map[string]*kafka.ConsumerStats{}}
 	a.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -75,10 +91,10 @@ func newAdmin(cfg *Config, source *postgres.Source) (*admin, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_received_lsn", Help: "Last WAL position received from the slot."},
 			func() float64 { return float64(st.ReceivedLSN.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_acked_lsn", Help: "WAL position confirmed to the slot (everything before it is in Kafka)."},
-			func() float64 { return float64(source.Acked()) }),
+			func() float64 { return float64(acked()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_lag_bytes", Help: "Received minus confirmed WAL position."},
 			func() float64 {
-				r, a := st.ReceivedLSN.Load(), source.Acked()
+				r, a := st.ReceivedLSN.Load(), acked()
 				if r > a {
 					return float64(r - a)
 				}
@@ -104,7 +120,7 @@ func (a *admin) serve(ctx context.Context) error {
 	mux.HandleFunc("GET /debug/pprof/profile", a.auth(pprof.Profile))
 	mux.HandleFunc("GET /debug/pprof/heap", a.auth(pprof.Handler("heap").ServeHTTP))
 	mux.HandleFunc("GET /status", a.auth(func(w http.ResponseWriter, r *http.Request) {
-		st := a.source.Stats()
+		st := a.stats
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
 			"slot":           a.cfg.Slot,
@@ -112,7 +128,7 @@ func (a *admin) serve(ctx context.Context) error {
 			"events":         st.Events.Load(),
 			"snapshot_rows":  st.SnapshotRows.Load(),
 			"received_lsn":   st.ReceivedLSN.Load(),
-			"acked_lsn":      a.source.Acked(),
+			"acked_lsn":      a.acked(),
 			"last_commit_ms": st.LastCommit.Load(),
 			"mappings":       a.mappingStatus(),
 		})
@@ -135,9 +151,16 @@ func (a *admin) auth(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (a *admin) mappingStatus() map[string]any {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	out := map[string]any{}
-	for name, st := range a.mappings {
-		out[name] = map[string]any{"applied": st.Applied.Load(), "dead_letters": st.DeadLetters.Load(), "retries": st.Retries.Load(), "paused": st.Paused.Load()}
+	for _, m := range a.active {
+		st := a.mappings[m.Name]
+		if st == nil {
+			continue
+		}
+		out[m.Name] = map[string]any{"source": m.Source, "store": m.Store, "generation": m.Generation,
+			"applied": st.Applied.Load(), "dead_letters": st.DeadLetters.Load(), "retries": st.Retries.Load(), "paused": st.Paused.Load()}
 	}
 	return out
 }

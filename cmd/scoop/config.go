@@ -107,9 +107,6 @@ func (c *Config) requireRun() error {
 	if len(c.KafkaBrokers) == 0 {
 		errs = append(errs, errors.New("SCOOP_KAFKA_BROKERS is not set: give a comma-separated list, e.g. 127.0.0.1:9092"))
 	}
-	if c.MappingsFile == "" {
-		errs = append(errs, errors.New("SCOOP_MAPPINGS_FILE is not set: point it at a mappings YAML file (see docs/mappings.md)"))
-	}
 	return errors.Join(errs...)
 }
 

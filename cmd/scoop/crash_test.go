@@ -39,13 +39,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// daemon is a scoop process started from the built binary.
-type daemon struct {
+// proc is a scoop process started from the built binary.
+type proc struct {
 	cmd *exec.Cmd
 	log *os.File
 }
 
-func startDaemon(t *testing.T, env []string) *daemon {
+func startProc(t *testing.T, env []string) *proc {
 	t.Helper()
 	logf, err := os.CreateTemp(t.TempDir(), "scoop-*.log")
 	if err != nil {
@@ -57,19 +57,19 @@ func startDaemon(t *testing.T, env []string) *daemon {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{cmd: cmd, log: logf}
+	d := &proc{cmd: cmd, log: logf}
 	t.Cleanup(func() { d.kill() })
 	return d
 }
 
-func (d *daemon) kill() {
+func (d *proc) kill() {
 	if d.cmd.ProcessState == nil {
 		d.cmd.Process.Signal(syscall.SIGKILL)
 		d.cmd.Wait()
 	}
 }
 
-func (d *daemon) logs() string {
+func (d *proc) logs() string {
 	b, _ := os.ReadFile(d.log.Name())
 	return string(b)
 }
@@ -129,14 +129,14 @@ func TestCrashLosesNothing(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	d := startDaemon(t, env)
+	d := startProc(t, env)
 	time.Sleep(3 * time.Second)
 	d.kill()
 	time.Sleep(time.Second)
-	d = startDaemon(t, env)
+	d = startProc(t, env)
 	time.Sleep(2 * time.Second)
 	d.kill()
-	d = startDaemon(t, env)
+	d = startProc(t, env)
 	time.Sleep(2 * time.Second)
 	cancel()
 	wg.Wait()

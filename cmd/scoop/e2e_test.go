@@ -59,7 +59,7 @@ func rowsJSON(t *testing.T, db, table string) []string {
 	return out
 }
 
-func waitEqual(t *testing.T, d *daemon, what string, want func() []string, got func() []string) {
+func waitEqual(t *testing.T, d *proc, what string, want func() []string, got func() []string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -198,7 +198,7 @@ func TestEndToEnd(t *testing.T) {
     store: orders
     columns: {include: [id, amount, note]}
 `, types, orders))
-	d := startDaemon(t, e.env)
+	d := startProc(t, e.env)
 	testenv.Exec(t, mono, fmt.Sprintf(`UPDATE %s SET amount = amount + 1 WHERE id %% 3 = 0`, schema.QuoteIdent(orders)))
 	testenv.Exec(t, mono, fmt.Sprintf(`DELETE FROM %s WHERE id %% 7 = 0`, schema.QuoteIdent(orders)))
 	testenv.Exec(t, mono, fmt.Sprintf(`UPDATE %s SET note = repeat('long', 5000) WHERE id = 1`, schema.QuoteIdent(orders)))
@@ -249,13 +249,13 @@ func TestSinkKilledMidBatch(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	d := startDaemon(t, e.env)
+	d := startProc(t, e.env)
 	time.Sleep(3 * time.Second)
 	d.kill()
-	d = startDaemon(t, e.env)
+	d = startProc(t, e.env)
 	time.Sleep(2 * time.Second)
 	d.kill()
-	d = startDaemon(t, e.env)
+	d = startProc(t, e.env)
 	time.Sleep(time.Second)
 	cancel()
 	<-done
@@ -277,7 +277,7 @@ func TestStoreOutage(t *testing.T) {
 	table := testenv.Name("outage")
 	testenv.Exec(t, mono, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, amount numeric(12,2), note text)`, schema.QuoteIdent(table)))
 	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: out-pg\n    source: public.%[1]s\n    store: accounts\n  - name: out-cass\n    source: public.%[1]s\n    store: orders\n", table))
-	d := startDaemon(t, e.env)
+	d := startProc(t, e.env)
 	next := 1
 	write := func(n int) {
 		for i := 0; i < n; i++ {
@@ -325,7 +325,7 @@ func TestDeadLetters(t *testing.T) {
 	table := testenv.Name("dlq")
 	testenv.Exec(t, mono, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, amount numeric(12,2), note text, at timestamptz)`, schema.QuoteIdent(table)))
 	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: dlq-cass\n    source: public.%s\n    store: orders\n", table))
-	d := startDaemon(t, e.env)
+	d := startProc(t, e.env)
 	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (1, 1, 'ok', now()), (2, 2, 'poison', 'infinity'), (3, 3, 'ok', now())`, schema.QuoteIdent(table)))
 	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (4, 4, 'after', now())`, schema.QuoteIdent(table)))
 	waitEqual(t, d, "good rows", func() []string { return []string{"1|1.00|ok", "3|3.00|ok", "4|4.00|after"} }, cassandraRows(t, e.keyspace, table))

@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -17,8 +21,23 @@ import (
 	"github.com/scoop-cdc/scoop/schema"
 )
 
-// run wires the daemon: source -> forwarder -> Kafka, plus the admin server.
-// The first fatal error cancels everything; SIGTERM ends it cleanly.
+// daemon is `scoop run`: the source feeding Kafka through the forwarder, one
+// consumer per mapping feeding its store, and the admin server. Mappings come
+// from the registry; changes are picked up while running.
+type daemon struct {
+	cfg      *Config
+	log      *slog.Logger
+	registry *postgres.Registry
+	producer *kafka.Producer
+	admin    *admin
+	items    chan pipeline.Item
+	source   atomic.Pointer[postgres.Source]
+	acked    atomic.Uint64
+	stats    postgres.SourceStats
+}
+
+// run wires the daemon. The first fatal error cancels everything; SIGTERM
+// ends it cleanly.
 func run(ctx context.Context) error {
 	cfg, err := loadConfig()
 	if err != nil {
@@ -29,84 +48,47 @@ func run(ctx context.Context) error {
 	}
 	log := cfg.logger()
 	slog.SetDefault(log)
-	mappings, err := pipeline.LoadFile(cfg.MappingsFile, cfg.Stores)
-	if err != nil {
-		return err
+	d := &daemon{cfg: cfg, log: log, registry: postgres.NewRegistry(cfg.SourceURL, cfg.Slot), items: make(chan pipeline.Item, 8192)}
+	if cfg.MappingsFile != "" {
+		file, err := pipeline.LoadFile(cfg.MappingsFile, cfg.Stores)
+		if err != nil {
+			return err
+		}
+		steps, err := d.registry.Apply(ctx, file)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cfg.MappingsFile, err)
+		}
+		for _, st := range steps {
+			if st.Action != "keep" {
+				log.Info("mapping registry", "step", st.String())
+			}
+		}
 	}
-	var tables []postgres.TableName
-	for _, t := range mappings.SourceTables() {
-		tables = append(tables, postgres.TableName{Schema: t[0], Name: t[1]})
-	}
-	topics := map[postgres.TableName]string{}
-	for i := range mappings.Mappings {
-		m := &mappings.Mappings[i]
-		s, t := m.SourceTable()
-		topics[postgres.TableName{Schema: s, Name: t}] = m.TopicName(cfg.TopicPrefix)
-	}
-	producer, err := kafka.NewProducer(kafka.Config{
+	if d.producer, err = kafka.NewProducer(kafka.Config{
 		Brokers:           cfg.KafkaBrokers,
 		Partitions:        cfg.TopicPartitions,
 		ReplicationFactor: cfg.TopicReplication,
 		MaxMessageBytes:   cfg.KafkaMaxMessage,
 		DLQTopic:          cfg.TopicPrefix + ".dlq",
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
-	source, err := postgres.NewSource(postgres.SourceConfig{
-		URL:         cfg.SourceURL,
-		Slot:        cfg.Slot,
-		Publication: cfg.Publication,
-		Tables:      tables,
-		Topic: func(s, t string) string {
-			if topic, ok := topics[postgres.TableName{Schema: s, Name: t}]; ok {
-				return topic
-			}
-			return pipeline.TopicFor(cfg.TopicPrefix, s, t)
-		},
-		Encoding:          schema.EncoderConfig{Name: cfg.TopicPrefix, Version: version, Schemas: cfg.EventSchemas},
-		HeartbeatInterval: cfg.HeartbeatInterval,
-		SnapshotWorkers:   cfg.SnapshotWorkers,
-		SnapshotChunkRows: cfg.SnapshotChunkRows,
-		Logger:            log,
-	})
-	if err != nil {
+	if d.admin, err = newAdmin(cfg, &d.stats, d.acked.Load); err != nil {
 		return err
 	}
-	for i := range mappings.Mappings {
-		m := &mappings.Mappings[i]
-		if storeKind(cfg.Stores[m.Store]) == "" || sinkFactories[storeKind(cfg.Stores[m.Store])] == nil {
-			return fmt.Errorf("mapping %s: store %q has no usable URL (set %s)", m.Name, m.Store, pipeline.StoreEnvVar(m.Store))
-		}
-	}
-	log.Info("scoop starting", "version", version, "mappings", len(mappings.Mappings), "tables", len(tables), "brokers", cfg.KafkaBrokers)
-
-	admin, err := newAdmin(cfg, source)
-	if err != nil {
-		return err
-	}
+	log.Info("scoop starting", "version", version, "slot", cfg.Slot, "brokers", cfg.KafkaBrokers)
 	g, gctx := errgroup.WithContext(ctx)
-	items := make(chan pipeline.Item, 8192)
-	g.Go(func() error { return source.Run(gctx, items) })
 	g.Go(func() error {
-		err := pipeline.Forward(gctx, pipeline.ForwarderConfig{}, items, producer, source.Ack)
-		admin.ready.Store(false)
+		err := pipeline.Forward(gctx, pipeline.ForwarderConfig{}, d.items, d.producer, d.ack)
+		d.admin.ready.Store(false)
 		return err
 	})
-	stats := make([]*kafka.ConsumerStats, len(mappings.Mappings))
-	for i := range mappings.Mappings {
-		stats[i] = admin.mappingStats(mappings.Mappings[i].Name)
-	}
-	g.Go(func() error { return admin.serve(gctx) })
-	for i := range mappings.Mappings {
-		m := &mappings.Mappings[i]
-		g.Go(func() error { return runMapping(gctx, cfg, m, producer, stats[i], log) })
-	}
-	admin.ready.Store(true)
+	g.Go(func() error { return d.admin.serve(gctx) })
+	g.Go(func() error { return d.supervise(gctx) })
 	err = g.Wait()
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if cerr := producer.Close(closeCtx); cerr != nil {
+	if cerr := d.producer.Close(closeCtx); cerr != nil {
 		log.Warn("closing Kafka producer", "error", cerr)
 	}
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
@@ -114,6 +96,185 @@ func run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+func (d *daemon) ack(lsn uint64) {
+	for {
+		cur := d.acked.Load()
+		if lsn <= cur || d.acked.CompareAndSwap(cur, lsn) {
+			break
+		}
+	}
+	if s := d.source.Load(); s != nil {
+		s.Ack(lsn)
+	}
+}
+
+// worker is a running goroutine that can be stopped.
+type worker struct {
+	key    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(ctx context.Context, key string, fn func(context.Context) error) *worker {
+	wctx, cancel := context.WithCancel(ctx)
+	w := &worker{key: key, cancel: cancel, done: make(chan error, 1)}
+	go func() { w.done <- fn(wctx) }()
+	return w
+}
+
+func (w *worker) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// supervise polls the registry and reconciles the source and the consumers
+// with it: a changed set of tables restarts the source (publication synced,
+// new tables snapshotted incrementally while streaming), a changed mapping
+// restarts its consumer.
+func (d *daemon) supervise(ctx context.Context) error {
+	var src *worker
+	consumers := map[string]*worker{}
+	defer func() {
+		for _, w := range consumers {
+			w.stop()
+		}
+		if src != nil {
+			src.stop()
+		}
+	}()
+	lastVersion := int64(-1)
+	backoff := time.Second
+	var lastStart time.Time
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var srcDone <-chan error
+		if src != nil {
+			srcDone = src.done
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-srcDone:
+			if errors.Is(err, postgres.ErrPrecondition) {
+				return err
+			}
+			d.log.Error("source stopped; restarting", "error", err, "backoff", backoff)
+			src = nil
+			lastVersion = -1
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 30*time.Second)
+			continue
+		case <-tick.C:
+		}
+		version, err := d.registry.Version(ctx)
+		if err != nil {
+			d.log.Warn("read mapping registry", "error", err)
+			continue
+		}
+		if version == lastVersion && src != nil {
+			continue
+		}
+		mappings, _, err := d.registry.List(ctx)
+		if err != nil {
+			d.log.Warn("read mapping registry", "error", err)
+			continue
+		}
+		lastVersion = version
+		usable := d.usable(mappings)
+		// The source: restarted on every registry change (cheap), so table
+		// set, publication and requested snapshots follow the registry.
+		if src != nil {
+			src.stop()
+		}
+		source, err := d.newSource(usable)
+		if err != nil {
+			return err
+		}
+		d.source.Store(source)
+		src = start(ctx, "source", func(ctx context.Context) error { return source.Run(ctx, d.items) })
+		if time.Since(lastStart) > time.Minute {
+			backoff = time.Second // it ran well for a while: start over gently
+		}
+		lastStart = time.Now()
+		// Consumers: one per mapping and generation.
+		want := map[string]*postgres.RegisteredMapping{}
+		for i := range usable {
+			m := &usable[i]
+			spec, _ := json.Marshal(m.Mapping)
+			want[fmt.Sprintf("%s|%d|%s", m.Name, m.Generation, spec)] = m
+		}
+		for key, w := range consumers {
+			if want[key] == nil {
+				w.stop()
+				delete(consumers, key)
+				d.log.Info("mapping stopped", "mapping", strings.SplitN(key, "|", 2)[0])
+			}
+		}
+		for key, m := range want {
+			if consumers[key] == nil {
+				stats := d.admin.mappingStats(m.Name)
+				consumers[key] = start(ctx, key, func(ctx context.Context) error { return runMapping(ctx, d.cfg, m, d.producer, stats, d.log) })
+				d.log.Info("mapping started", "mapping", m.Name, "generation", m.Generation, "source", m.Source, "store", m.Store)
+			}
+		}
+		d.admin.setMappings(usable)
+		d.admin.ready.Store(true)
+	}
+}
+
+// usable drops (loudly) mappings whose store has no URL in this instance's
+// environment; the others keep running.
+func (d *daemon) usable(all []postgres.RegisteredMapping) []postgres.RegisteredMapping {
+	var out []postgres.RegisteredMapping
+	for _, m := range all {
+		kind := storeKind(d.cfg.Stores[strings.ToLower(m.Store)])
+		if sinkFactories[kind] == nil {
+			d.log.Error("mapping skipped: its store has no usable URL in this instance", "mapping", m.Name, "store", m.Store, "fix", "set "+pipeline.StoreEnvVar(m.Store))
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func (d *daemon) newSource(mappings []postgres.RegisteredMapping) (*postgres.Source, error) {
+	topics := map[postgres.TableName]string{}
+	var tables []postgres.TableName
+	for i := range mappings {
+		m := &mappings[i]
+		s, t := m.SourceTable()
+		tn := postgres.TableName{Schema: s, Name: t}
+		if _, seen := topics[tn]; !seen {
+			tables = append(tables, tn)
+		}
+		topics[tn] = m.TopicName(d.cfg.TopicPrefix)
+	}
+	sort.Slice(tables, func(i, j int) bool { return tables[i].String() < tables[j].String() })
+	return postgres.NewSource(postgres.SourceConfig{
+		URL:         d.cfg.SourceURL,
+		Slot:        d.cfg.Slot,
+		Publication: d.cfg.Publication,
+		Tables:      tables,
+		Topic: func(s, t string) string {
+			if topic, ok := topics[postgres.TableName{Schema: s, Name: t}]; ok {
+				return topic
+			}
+			return pipeline.TopicFor(d.cfg.TopicPrefix, s, t)
+		},
+		Encoding:          schema.EncoderConfig{Name: d.cfg.TopicPrefix, Version: version, Schemas: d.cfg.EventSchemas},
+		HeartbeatInterval: d.cfg.HeartbeatInterval,
+		SnapshotWorkers:   d.cfg.SnapshotWorkers,
+		SnapshotChunkRows: d.cfg.SnapshotChunkRows,
+		Logger:            d.log,
+		Stats:             &d.stats,
+	})
 }
 
 // listen opens the admin address early so a port conflict fails at start.

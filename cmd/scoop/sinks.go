@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/scoop-cdc/scoop/connectors/cassandra"
@@ -15,11 +16,11 @@ import (
 )
 
 // sinkFactories is the visible map from store kind to constructor.
-var sinkFactories = map[string]func(ctx context.Context, storeURL string, m *pipeline.Mapping, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error){
-	"postgres": func(ctx context.Context, storeURL string, m *pipeline.Mapping, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
-		return postgres.NewSink(ctx, postgres.SinkConfig{URL: storeURL, Mapping: m.Name, Topic: topic, Target: target, Logger: log})
+var sinkFactories = map[string]func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error){
+	"postgres": func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
+		return postgres.NewSink(ctx, postgres.SinkConfig{URL: storeURL, Mapping: m.Name, Group: group, Topic: topic, Target: target, Logger: log})
 	},
-	"cassandra": func(ctx context.Context, storeURL string, m *pipeline.Mapping, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
+	"cassandra": func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
 		return cassandra.NewSink(ctx, cassandra.SinkConfig{URL: storeURL, Mapping: m.Name, Target: target, Logger: log,
 			Username: envOr("SCOOP_CASSANDRA_USERNAME", ""), Password: envOr("SCOOP_CASSANDRA_PASSWORD", "")})
 	},
@@ -39,10 +40,11 @@ func storeKind(raw string) string {
 // runMapping consumes one mapping's topic into its store until ctx ends. A
 // store that is down (at start or later) pauses the mapping and is retried
 // with backoff; other mappings keep flowing.
-func runMapping(ctx context.Context, cfg *Config, m *pipeline.Mapping, dlq *kafka.Producer, stats *kafka.ConsumerStats, log *slog.Logger) error {
+func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping, dlq *kafka.Producer, stats *kafka.ConsumerStats, log *slog.Logger) error {
 	log = log.With("mapping", m.Name, "store", m.Store)
 	schemaName, table := m.SourceTable()
-	storeURL := cfg.Stores[m.Store]
+	storeURL := cfg.Stores[strings.ToLower(m.Store)]
+	group := m.GroupID(cfg.TopicPrefix)
 	factory := sinkFactories[storeKind(storeURL)]
 	topic := m.TopicName(cfg.TopicPrefix)
 	backoff := time.Second
@@ -60,7 +62,7 @@ func runMapping(ctx context.Context, cfg *Config, m *pipeline.Mapping, dlq *kafk
 			if err != nil {
 				return err
 			}
-			sink, err := factory(ctx, storeURL, m, topic, target, log)
+			sink, err := factory(ctx, storeURL, m, group, topic, target, log)
 			if err != nil {
 				return err
 			}
@@ -72,7 +74,7 @@ func runMapping(ctx context.Context, cfg *Config, m *pipeline.Mapping, dlq *kafk
 			backoff = time.Second
 			stats.Paused.Store(false)
 			return kafka.Consume(ctx, kafka.ConsumerConfig{
-				Brokers: cfg.KafkaBrokers, GroupID: cfg.TopicPrefix + "." + m.Name, Topic: topic, Mapping: m,
+				Brokers: cfg.KafkaBrokers, GroupID: group, Topic: topic, Mapping: &m.Mapping,
 				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log,
 			}, sink, stats)
 		}()

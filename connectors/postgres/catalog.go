@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -130,3 +131,5 @@ func quoteTables(tables []TableName) string {
 }
 
 func schemaBase(types schema.TypeMap, oid uint32) schema.TypeInfo { return schema.BaseType(types, oid) }
+
+func sortStrings(s []string) []string { sort.Strings(s); return s }

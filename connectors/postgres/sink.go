@@ -24,8 +24,11 @@ type SinkConfig struct {
 	URL     string
 	Schema  string // target schema (default public)
 	Mapping string
-	Topic   string
-	Target  pipeline.Target
+	// Group keys the stored progress: the consumer group of the mapping's
+	// generation (a replay starts a new one). Defaults to Mapping.
+	Group  string
+	Topic  string
+	Target pipeline.Target
 	// Origin is the replication origin the sink's session applies under, so
 	// a scoop source reading this database never captures these writes
 	// (default "scoop").
@@ -53,6 +56,9 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 	}
 	if cfg.Origin == "" {
 		cfg.Origin = "scoop"
+	}
+	if cfg.Group == "" {
+		cfg.Group = cfg.Mapping
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -248,7 +254,7 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 			b.Queue(`INSERT INTO scoop.sink_offsets (mapping, topic, partition, "offset", commit_lsn, lsn) VALUES ($1, $2, $3, $4, $5, $6)
 				ON CONFLICT (mapping, topic, partition) DO UPDATE SET "offset" = GREATEST(scoop.sink_offsets."offset", EXCLUDED."offset"),
 				commit_lsn = EXCLUDED.commit_lsn, lsn = EXCLUDED.lsn`,
-				s.cfg.Mapping, s.cfg.Topic, p, h.offset, int64(h.commitLSN), int64(h.lsn))
+				s.cfg.Group, s.cfg.Topic, p, h.offset, int64(h.commitLSN), int64(h.lsn))
 		}
 		if b.Len() == 0 {
 			return nil
@@ -277,7 +283,7 @@ func (p progress) after(commitLSN, lsn uint64) bool {
 }
 
 func (s *Sink) readProgress(ctx context.Context, tx pgx.Tx) (map[int]progress, error) {
-	rows, err := tx.Query(ctx, `SELECT partition, "offset", commit_lsn, lsn FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 FOR UPDATE`, s.cfg.Mapping, s.cfg.Topic)
+	rows, err := tx.Query(ctx, `SELECT partition, "offset", commit_lsn, lsn FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 FOR UPDATE`, s.cfg.Group, s.cfg.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("read sink offsets: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/scoop-cdc/scoop/pipeline"
 	"github.com/scoop-cdc/scoop/schema"
@@ -41,6 +42,8 @@ type SourceConfig struct {
 	// SnapshotChunkRows is the rows per primary-key range (default 10000).
 	SnapshotChunkRows int
 	Logger            *slog.Logger
+	// Stats, when set, is shared with earlier runs of the source.
+	Stats *SourceStats
 }
 
 var slotNameRe = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
@@ -88,7 +91,8 @@ type Source struct {
 	acked  atomic.Uint64
 	tables map[TableName]bool
 	types  schema.TypeMap
-	stats  SourceStats
+	stats  *SourceStats
+	marks  watermarks
 }
 
 // SourceStats are counters for metrics and status.
@@ -104,7 +108,10 @@ func NewSource(cfg SourceConfig) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, log: cfg.Logger.With("component", "source", "slot", cfg.Slot), tables: map[TableName]bool{}}
+	s := &Source{cfg: cfg, log: cfg.Logger.With("component", "source", "slot", cfg.Slot), tables: map[TableName]bool{}, stats: cfg.Stats}
+	if s.stats == nil {
+		s.stats = &SourceStats{}
+	}
 	for _, t := range cfg.Tables {
 		s.tables[t] = true
 	}
@@ -112,7 +119,7 @@ func NewSource(cfg SourceConfig) (*Source, error) {
 }
 
 // Stats exposes the source's counters.
-func (s *Source) Stats() *SourceStats { return &s.stats }
+func (s *Source) Stats() *SourceStats { return s.stats }
 
 // Ack records that everything before lsn is durably in Kafka. The slot's
 // flushed position is moved to it on the next status update.
@@ -129,9 +136,9 @@ func (s *Source) Ack(lsn uint64) {
 func (s *Source) Acked() uint64 { return s.acked.Load() }
 
 // Run prepares the publication and slot, snapshots tables that need it and
-// streams until ctx ends or an error stops it. It closes out when it returns.
+// streams until ctx ends or an error stops it. It does not close out: the
+// daemon restarts sources on the same channel when mappings change.
 func (s *Source) Run(ctx context.Context, out chan<- pipeline.Item) error {
-	defer close(out)
 	conn, err := connect(ctx, s.cfg.URL)
 	if err != nil {
 		return err
@@ -169,37 +176,42 @@ func (s *Source) Run(ctx context.Context, out chan<- pipeline.Item) error {
 	}
 	defer repl.Close(context.Background())
 
-	start, err := s.prepareSlot(ctx, conn, repl, described, out)
+	start, pending, err := s.prepareSlot(ctx, conn, repl, described, out)
 	if err != nil {
 		return err
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	streamCtx, stopStream := context.WithCancel(gctx)
+	defer stopStream()
 	if s.cfg.HeartbeatInterval > 0 {
-		hbCtx, stop := context.WithCancel(ctx)
-		defer stop()
-		go s.heartbeat(hbCtx)
+		go s.heartbeat(streamCtx)
 	}
-	return s.stream(ctx, repl, start, out)
+	if len(pending) > 0 {
+		g.Go(func() error { return s.incrementalSnapshot(streamCtx, pending) })
+	}
+	g.Go(func() error { return s.stream(streamCtx, repl, start, out) })
+	return g.Wait()
 }
 
 // prepareSlot makes sure the slot exists and every mapped table has been
 // snapshotted; it returns the LSN to stream from.
-func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, tables map[TableName]*schema.Table, out chan<- pipeline.Item) (pglogrepl.LSN, error) {
+func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.PgConn, tables map[TableName]*schema.Table, out chan<- pipeline.Item) (pglogrepl.LSN, []*schema.Table, error) {
 	var walStatus, confirmed *string
 	err := conn.QueryRow(ctx, `SELECT wal_status, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&walStatus, &confirmed)
 	slotExists := err == nil
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("read slot %s: %w", s.cfg.Slot, err)
+		return 0, nil, fmt.Errorf("read slot %s: %w", s.cfg.Slot, err)
 	}
 	done, err := snapshottedTables(ctx, conn, s.cfg.Slot)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if slotExists && walStatus != nil && *walStatus == "lost" {
-		return 0, fmt.Errorf("%w: replication slot %q was invalidated (wal_status = lost): the WAL it needed is gone and changes since its last confirmed position cannot be recovered. Scoop will not silently recreate it. To start over with a fresh snapshot: SELECT pg_drop_replication_slot('%s'); DELETE FROM scoop.source_tables WHERE slot = '%s'; then restart scoop (consider raising max_slot_wal_keep_size)",
+		return 0, nil, fmt.Errorf("%w: replication slot %q was invalidated (wal_status = lost): the WAL it needed is gone and changes since its last confirmed position cannot be recovered. Scoop will not silently recreate it. To start over with a fresh snapshot: SELECT pg_drop_replication_slot('%s'); DELETE FROM scoop.source_tables WHERE slot = '%s'; then restart scoop (consider raising max_slot_wal_keep_size)",
 			ErrPrecondition, s.cfg.Slot, s.cfg.Slot, s.cfg.Slot)
 	}
 	if !slotExists && len(done) > 0 {
-		return 0, fmt.Errorf("%w: replication slot %q is missing although its tables were snapshotted before (was it dropped, or did the database fail over?); changes since then cannot be recovered. To start over with a fresh snapshot: DELETE FROM scoop.source_tables WHERE slot = '%s'; then restart scoop",
+		return 0, nil, fmt.Errorf("%w: replication slot %q is missing although its tables were snapshotted before (was it dropped, or did the database fail over?); changes since then cannot be recovered. To start over with a fresh snapshot: DELETE FROM scoop.source_tables WHERE slot = '%s'; then restart scoop",
 			ErrPrecondition, s.cfg.Slot, s.cfg.Slot)
 	}
 	if slotExists && len(done) == 0 {
@@ -207,7 +219,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 		// confirmed past its start, so it is safe to begin again.
 		s.log.Info("dropping slot whose initial snapshot did not complete; starting over")
 		if err := pglogrepl.DropReplicationSlot(ctx, repl, s.cfg.Slot, pglogrepl.DropReplicationSlotOptions{Wait: true}); err != nil {
-			return 0, fmt.Errorf("drop incomplete slot %s: %w", s.cfg.Slot, err)
+			return 0, nil, fmt.Errorf("drop incomplete slot %s: %w", s.cfg.Slot, err)
 		}
 		slotExists = false
 	}
@@ -217,16 +229,16 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 		// USING TIMESTAMP relies on it).
 		var before time.Time
 		if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&before); err != nil {
-			return 0, fmt.Errorf("read server clock: %w", err)
+			return 0, nil, fmt.Errorf("read server clock: %w", err)
 		}
 		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, s.cfg.Slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
 		if err != nil {
-			return 0, fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err)
+			return 0, nil, fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err)
 		}
 		point, err := pglogrepl.ParseLSN(res.ConsistentPoint)
 		if err != nil {
-			return 0, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
+			return 0, nil, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
 		}
 		s.log.Info("created replication slot", "consistent_point", point.String(), "snapshot", res.SnapshotName)
 		s.acked.Store(uint64(point))
@@ -235,50 +247,30 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 			list = append(list, tables[t])
 		}
 		if err := s.snapshot(ctx, res.SnapshotName, uint64(point), before, list, out); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if err := s.waitAcked(ctx, uint64(point), out); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if err := markSnapshotted(ctx, conn, s.cfg.Slot, s.cfg.Tables); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
-		return point, nil
+		return point, nil, nil
 	}
 	start, err := pglogrepl.ParseLSN(*confirmed)
 	if err != nil {
-		return 0, fmt.Errorf("parse confirmed_flush_lsn %q: %w", *confirmed, err)
+		return 0, nil, fmt.Errorf("parse confirmed_flush_lsn %q: %w", *confirmed, err)
 	}
 	s.acked.Store(uint64(start))
-	// Tables mapped since the slot was created: the publication already
-	// carries them, so every change from now on is streamed; copy their
-	// current rows first (a change racing the copy is streamed after it and
-	// wins, so the sink converges).
+	// Tables mapped since the slot was created are copied by an incremental
+	// snapshot while the stream runs (see incremental.go).
 	var pending []*schema.Table
-	var pendingNames []TableName
 	for _, t := range s.cfg.Tables {
 		if !done[t] {
 			pending = append(pending, tables[t])
-			pendingNames = append(pendingNames, t)
 		}
 	}
-	if len(pending) > 0 {
-		s.log.Info("snapshotting newly mapped tables", "tables", fmt.Sprint(pendingNames))
-		var readAt time.Time
-		if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&readAt); err != nil {
-			return 0, fmt.Errorf("read server clock: %w", err)
-		}
-		if err := s.snapshot(ctx, "", uint64(start), readAt, pending, out); err != nil {
-			return 0, err
-		}
-		if err := s.waitAcked(ctx, uint64(start), out); err != nil {
-			return 0, err
-		}
-		if err := markSnapshotted(ctx, conn, s.cfg.Slot, pendingNames); err != nil {
-			return 0, err
-		}
-	}
-	return start, nil
+	return start, pending, nil
 }
 
 // waitAcked waits until the forwarder has published everything sent so far

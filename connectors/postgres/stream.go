@@ -170,6 +170,12 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 		s.stats.LastCommit.Store(m.CommitTime.UnixMilli())
 		return send(pipeline.Item{Mark: uint64(m.TransactionEndLSN)})
 	case *pglogrepl.LogicalDecodingMessage:
+		if m.Prefix == watermarkPrefix && m.Transactional {
+			if c, high := s.marks.watermark(string(m.Content), s.cfg.Slot); high {
+				return s.emitChunk(enc, c, uint64(m.LSN), tx.commitTime, send)
+			}
+			return nil
+		}
 		if !m.Transactional && !tx.open {
 			return send(pipeline.Item{Mark: uint64(m.LSN)})
 		}
@@ -262,6 +268,7 @@ func (s *Source) emit(relations map[uint32]*schema.Table, enc *schema.Encoder, t
 		return fmt.Errorf("encode change of %s at %s: %w", t.QualifiedName(), lsn, err)
 	}
 	s.stats.Events.Add(1)
+	s.marks.noteChange(t, rec.Key)
 	if err := send(pipeline.Item{Record: rec}); err != nil {
 		return err
 	}

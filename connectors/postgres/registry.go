@@ -1,0 +1,393 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scoop-cdc/scoop/pipeline"
+)
+
+// Registry stores the mappings of one scoop deployment (keyed by its slot)
+// in the monolith, in scoop.mappings, so every instance sees the same set
+// and picks up changes without a restart (each polls the version).
+type Registry struct {
+	url  string
+	slot string
+}
+
+// RegisteredMapping is a mapping as stored, with its replay generation.
+type RegisteredMapping struct {
+	pipeline.Mapping
+	// Generation grows with each replay; the consumer group and the sink's
+	// stored progress are per generation.
+	Generation int       `json:"generation"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// GroupID is the consumer group of the mapping's current generation.
+func (m *RegisteredMapping) GroupID(prefix string) string {
+	if m.Generation == 0 {
+		return prefix + "." + m.Name
+	}
+	return fmt.Sprintf("%s.%s.g%d", prefix, m.Name, m.Generation)
+}
+
+// NewRegistry returns the registry of the deployment that owns slot.
+func NewRegistry(url, slot string) *Registry { return &Registry{url: url, slot: slot} }
+
+func (r *Registry) conn(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := connect(ctx, r.url)
+	if err != nil {
+		return nil, err
+	}
+	_, err = conn.Exec(ctx, `
+		CREATE SCHEMA IF NOT EXISTS scoop;
+		CREATE TABLE IF NOT EXISTS scoop.mappings (
+			slot        text NOT NULL,
+			name        text NOT NULL,
+			spec        jsonb NOT NULL,
+			generation  int NOT NULL DEFAULT 0,
+			updated_at  timestamptz NOT NULL DEFAULT now(),
+			PRIMARY KEY (slot, name));
+		CREATE TABLE IF NOT EXISTS scoop.registry (
+			slot     text PRIMARY KEY,
+			version  bigint NOT NULL)`)
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("prepare the mapping registry (schema scoop in the monolith): %w", err)
+	}
+	return conn, nil
+}
+
+// Version changes whenever the deployment's mappings change.
+func (r *Registry) Version(ctx context.Context) (int64, error) {
+	conn, err := r.conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var v int64
+	err = conn.QueryRow(ctx, `SELECT version FROM scoop.registry WHERE slot = $1`, r.slot).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// List returns the registered mappings, by name.
+func (r *Registry) List(ctx context.Context) ([]RegisteredMapping, int64, error) {
+	conn, err := r.conn(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer conn.Close(context.Background())
+	return r.list(ctx, conn)
+}
+
+func (r *Registry) list(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) ([]RegisteredMapping, int64, error) {
+	var version int64
+	if err := q.QueryRow(ctx, `SELECT version FROM scoop.registry WHERE slot = $1`, r.slot).Scan(&version); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, 0, fmt.Errorf("read registry version: %w", err)
+	}
+	rows, err := q.Query(ctx, `SELECT spec, generation, updated_at FROM scoop.mappings WHERE slot = $1 ORDER BY name`, r.slot)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read mappings: %w", err)
+	}
+	defer rows.Close()
+	var out []RegisteredMapping
+	for rows.Next() {
+		var spec []byte
+		var m RegisteredMapping
+		if err := rows.Scan(&spec, &m.Generation, &m.UpdatedAt); err != nil {
+			return nil, 0, fmt.Errorf("read mappings: %w", err)
+		}
+		if err := json.Unmarshal(spec, &m.Mapping); err != nil {
+			return nil, 0, fmt.Errorf("decode mapping: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, version, rows.Err()
+}
+
+// PlanStep is one change apply would make.
+type PlanStep struct {
+	Action  string // add, change, remove, keep
+	Mapping string
+	Detail  string
+}
+
+func (s PlanStep) String() string {
+	if s.Detail != "" {
+		return fmt.Sprintf("%-6s %s (%s)", s.Action, s.Mapping, s.Detail)
+	}
+	return fmt.Sprintf("%-6s %s", s.Action, s.Mapping)
+}
+
+// Plan compares the registry with a validated file.
+func Plan(current []RegisteredMapping, file *pipeline.File) []PlanStep {
+	have := map[string]pipeline.Mapping{}
+	for _, m := range current {
+		have[m.Name] = m.Mapping
+	}
+	var steps []PlanStep
+	want := map[string]bool{}
+	for _, m := range file.Mappings {
+		want[m.Name] = true
+		old, ok := have[m.Name]
+		switch {
+		case !ok:
+			steps = append(steps, PlanStep{"add", m.Name, m.Source + " -> " + m.Store + "." + m.TargetTable()})
+		case !sameMapping(old, m):
+			steps = append(steps, PlanStep{"change", m.Name, diffMapping(old, m)})
+		default:
+			steps = append(steps, PlanStep{"keep", m.Name, ""})
+		}
+	}
+	for _, m := range current {
+		if !want[m.Name] {
+			steps = append(steps, PlanStep{"remove", m.Name, m.Source + " -> " + m.Store + "." + m.TargetTable()})
+		}
+	}
+	return steps
+}
+
+func sameMapping(a, b pipeline.Mapping) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func diffMapping(a, b pipeline.Mapping) string {
+	var am, bm map[string]any
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	json.Unmarshal(x, &am)
+	json.Unmarshal(y, &bm)
+	var parts []string
+	for k, v := range bm {
+		if fmt.Sprint(am[k]) != fmt.Sprint(v) {
+			parts = append(parts, k)
+		}
+	}
+	for k := range am {
+		if _, ok := bm[k]; !ok {
+			parts = append(parts, k)
+		}
+	}
+	return fmt.Sprintf("fields %v", sortStrings(parts))
+}
+
+// Apply makes the registry hold exactly the file's mappings, in one
+// transaction, after checking every mapping against the monolith's catalog.
+// A bad file changes nothing.
+func (r *Registry) Apply(ctx context.Context, file *pipeline.File) ([]PlanStep, error) {
+	conn, err := r.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	if err := CheckMappings(ctx, conn, file); err != nil {
+		return nil, err
+	}
+	var steps []PlanStep
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('scoop.registry:' || $1))`, r.slot); err != nil {
+			return err
+		}
+		current, _, err := r.list(ctx, tx)
+		if err != nil {
+			return err
+		}
+		steps = Plan(current, file)
+		changed := false
+		for _, st := range steps {
+			switch st.Action {
+			case "add", "change":
+				changed = true
+				m := findMapping(file, st.Mapping)
+				spec, _ := json.Marshal(m)
+				if _, err := tx.Exec(ctx, `INSERT INTO scoop.mappings (slot, name, spec) VALUES ($1, $2, $3)
+					ON CONFLICT (slot, name) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()`, r.slot, m.Name, spec); err != nil {
+					return fmt.Errorf("store mapping %s: %w", m.Name, err)
+				}
+			case "remove":
+				changed = true
+				if _, err := tx.Exec(ctx, `DELETE FROM scoop.mappings WHERE slot = $1 AND name = $2`, r.slot, st.Mapping); err != nil {
+					return fmt.Errorf("remove mapping %s: %w", st.Mapping, err)
+				}
+			}
+		}
+		if changed {
+			return bumpVersion(ctx, tx, r.slot)
+		}
+		return nil
+	})
+	return steps, err
+}
+
+func bumpVersion(ctx context.Context, tx pgx.Tx, slot string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO scoop.registry (slot, version) VALUES ($1, 1)
+		ON CONFLICT (slot) DO UPDATE SET version = scoop.registry.version + 1`, slot)
+	if err != nil {
+		return fmt.Errorf("bump registry version: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes one mapping.
+func (r *Registry) Remove(ctx context.Context, name string) error {
+	conn, err := r.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM scoop.mappings WHERE slot = $1 AND name = $2`, r.slot, name)
+		if err != nil {
+			return fmt.Errorf("remove mapping %s: %w", name, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: %q (see scoop mappings list)", ErrNoSuchMapping, name)
+		}
+		return bumpVersion(ctx, tx, r.slot)
+	})
+}
+
+// ErrNoSuchMapping is returned for a name the registry does not hold.
+var ErrNoSuchMapping = errors.New("no such mapping")
+
+// Get returns one mapping.
+func (r *Registry) Get(ctx context.Context, name string) (*RegisteredMapping, error) {
+	all, _, err := r.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if all[i].Name == name {
+			return &all[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q (see scoop mappings list)", ErrNoSuchMapping, name)
+}
+
+// NextGeneration starts a replay: the mapping gets a new generation (a new
+// consumer group, fresh sink progress). prepare runs before the change is
+// visible to the daemons (it positions the new group's offsets).
+func (r *Registry) NextGeneration(ctx context.Context, name string, prepare func(next *RegisteredMapping) error) (*RegisteredMapping, error) {
+	conn, err := r.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	var out *RegisteredMapping
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		var spec []byte
+		m := &RegisteredMapping{}
+		err := tx.QueryRow(ctx, `SELECT spec, generation FROM scoop.mappings WHERE slot = $1 AND name = $2 FOR UPDATE`, r.slot, name).Scan(&spec, &m.Generation)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %q (see scoop mappings list)", ErrNoSuchMapping, name)
+		}
+		if err != nil {
+			return err
+		}
+		json.Unmarshal(spec, &m.Mapping)
+		m.Generation++
+		if err := prepare(m); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE scoop.mappings SET generation = $3, updated_at = now() WHERE slot = $1 AND name = $2`, r.slot, name, m.Generation); err != nil {
+			return err
+		}
+		out = m
+		return bumpVersion(ctx, tx, r.slot)
+	})
+	return out, err
+}
+
+// Resnapshot asks the source to copy a table again (an incremental snapshot
+// while streaming continues).
+func (r *Registry) Resnapshot(ctx context.Context, table TableName) error {
+	conn, err := r.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if err := ensureStateTables(ctx, conn); err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM scoop.source_tables WHERE slot = $1 AND schema_name = $2 AND table_name = $3`, r.slot, table.Schema, table.Name); err != nil {
+			return fmt.Errorf("request snapshot of %s: %w", table, err)
+		}
+		return bumpVersion(ctx, tx, r.slot)
+	})
+}
+
+// Snapshotted reports whether the source has copied the table.
+func (r *Registry) Snapshotted(ctx context.Context, table TableName) (bool, error) {
+	conn, err := r.conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.Background())
+	if err := ensureStateTables(ctx, conn); err != nil {
+		return false, err
+	}
+	done, err := snapshottedTables(ctx, conn, r.slot)
+	return done[table], err
+}
+
+func findMapping(f *pipeline.File, name string) pipeline.Mapping {
+	for _, m := range f.Mappings {
+		if m.Name == name {
+			return m
+		}
+	}
+	return pipeline.Mapping{}
+}
+
+// CheckMappings validates the file against the monolith: tables exist and are
+// keyed, and named columns exist. Errors name the mapping, the field and a fix.
+func CheckMappings(ctx context.Context, conn *pgx.Conn, file *pipeline.File) error {
+	var errs []error
+	for i := range file.Mappings {
+		m := &file.Mappings[i]
+		s, t := m.SourceTable()
+		tbl, err := describeTable(ctx, conn, TableName{s, t})
+		if err != nil {
+			if errors.Is(err, ErrPrecondition) {
+				errs = append(errs, &pipeline.MappingError{Mapping: m.Name, Field: "source", Problem: trimPrecondition(err), Fix: "name an existing table with a primary key (or replica identity), as schema.table"})
+				continue
+			}
+			return err
+		}
+		cols := make([]pipeline.Column, len(tbl.Columns))
+		for j, c := range tbl.Columns {
+			cols[j] = pipeline.Column{Name: c.Name, Source: c.Name, Key: c.Key}
+		}
+		if _, err := m.ShapeTarget(cols); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w:\n%w", pipeline.ErrInvalidMappings, errors.Join(errs...))
+	}
+	return nil
+}
+
+func trimPrecondition(err error) string {
+	msg := err.Error()
+	prefix := ErrPrecondition.Error() + ": "
+	if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
+		return msg[len(prefix):]
+	}
+	return msg
+}
