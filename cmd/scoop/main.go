@@ -21,9 +21,19 @@ Usage:
   scoop <command> [flags]
 
 Commands:
-  run        start the daemon: snapshot and stream mapped tables into Kafka
-  version    print the version
-  help       show this help
+  run                                 start the daemon: snapshot and stream mapped tables
+                                      into Kafka and apply them to the service stores
+  mappings apply -f FILE [--dry-run]  make the registry match FILE (add, change, remove)
+  mappings list                       list the registered mappings
+  mappings describe NAME              show one mapping, its topic and consumer group
+  mappings remove NAME                remove one mapping
+  replay NAME --from-offset N [--partition P]
+  replay NAME --from-time RFC3339
+  replay NAME --snapshot              re-apply a mapping's history, or a fresh copy of its
+                                      table, into its store while the others keep running
+  status                              ask the running daemon (SCOOP_ADMIN_ADDR) how it is
+  version                             print the version
+  help                                show this help
 
 Configuration comes from the environment (SCOOP_*); see README.md.
 `
@@ -48,6 +58,23 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(stderr, "scoop: %v\n", err)
+			return 1
+		}
+		return 0
+	case "mappings", "replay", "status":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		var err error
+		switch args[0] {
+		case "mappings":
+			err = mappingsCommand(ctx, args[1:], stdout)
+		case "replay":
+			err = replayCommand(ctx, args[1:], stdout)
+		default:
+			err = statusCommand(ctx, stdout)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "scoop: %v\n", err)
 			return 1
 		}
