@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ type Config struct {
 func loadConfig() (*Config, error) {
 	var cfg Config
 	if err := env.Parse(&cfg); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+		return nil, explainEnvError(err)
 	}
 	cfg.Stores = map[string]string{}
 	for _, kv := range os.Environ() {
@@ -118,4 +119,27 @@ func (c *Config) logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// explainEnvError rewrites caarlos0/env's errors, which name Go fields, so
+// that each names the variable and the bad value's problem.
+func explainEnvError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	t := reflect.TypeOf(Config{})
+	var errs []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := t.FieldByName(pe.Name); ok {
+				name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+				errs = append(errs, fmt.Errorf("%s=%q: not a valid %s (%v)", name, os.Getenv(name), pe.Type, pe.Err))
+				continue
+			}
+		}
+		errs = append(errs, e)
+	}
+	return fmt.Errorf("configuration: %w", errors.Join(errs...))
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -167,5 +168,22 @@ func TestCrashLosesNothing(t *testing.T) {
 			t.Fatalf("%d of %d committed rows missing from Kafka (first id %d)\nscoop log:\n%s", missing, committed, first, d.logs())
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+var (
+	sigterm = syscall.SIGTERM
+	timeNow = time.Now
+)
+
+// waitReady waits until the daemon logged that its source streams.
+func waitReady(t *testing.T, d *proc) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(d.logs(), "msg=streaming") {
+		if time.Now().After(deadline) {
+			t.Fatalf("scoop not streaming:\n%s", d.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
