@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -108,12 +109,51 @@ func (p *Producer) EnsureTopics(ctx context.Context, topics ...string) error {
 			return fmt.Errorf("create topic %s: %w", topic, terr)
 		}
 	}
+	// Creation is asynchronous on the broker: wait until every new topic has
+	// leaders for its partitions, or the first write fails with
+	// UnknownTopicOrPartition.
+	for _, t := range missing {
+		if err := p.waitTopic(ctx, t.Topic); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	for _, t := range missing {
 		p.topics[t.Topic] = true
 	}
 	p.mu.Unlock()
 	return nil
+}
+
+func (p *Producer) waitTopic(ctx context.Context, topic string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md, err := p.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+		if err == nil {
+			for _, t := range md.Topics {
+				if t.Name == topic && t.Error == nil && len(t.Partitions) > 0 && leadersKnown(t.Partitions) {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topic %s has no leader 30s after its creation (last error: %v)", topic, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func leadersKnown(ps []kafkago.Partition) bool {
+	for _, p := range ps {
+		if p.Error != nil || p.Leader.Host == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // Publish implements pipeline.Publisher.
@@ -138,10 +178,48 @@ func (p *Producer) Publish(ctx context.Context, records []pipeline.Record) error
 	if err := p.EnsureTopics(ctx, topics...); err != nil {
 		return err
 	}
-	if err := p.writer.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("write to kafka: %w", err)
+	// Temporary failures (leader elections, a broker restarting) are retried
+	// with backoff for up to a minute; a retry may duplicate records, which
+	// at-least-once delivery allows. Anything else stops the pipeline.
+	backoff := 100 * time.Millisecond
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := p.writer.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !temporary(err) || time.Now().After(deadline) {
+			return fmt.Errorf("write to kafka: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
-	return nil
+}
+
+// temporary reports whether a write error may go away by itself.
+func temporary(err error) bool {
+	var kerr kafkago.Error
+	if errors.As(err, &kerr) {
+		return kerr.Temporary() || kerr == kafkago.UnknownTopicOrPartition
+	}
+	var werr kafkago.WriteErrors
+	if errors.As(err, &werr) {
+		for _, e := range werr {
+			if e != nil && !temporary(e) {
+				return false
+			}
+		}
+		return true
+	}
+	var nerr interface{ Timeout() bool }
+	if errors.As(err, &nerr) {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 // deadLetter replaces an unpublishable record by a dead-letter record with
