@@ -230,31 +230,46 @@ func newChunkQuery(t *schema.Table, size int) *chunkQuery {
 	return q
 }
 
-// read returns the chunk after last (nil: the first) and the key to continue
-// from (nil when the table is exhausted).
-func (q *chunkQuery) read(ctx context.Context, pc *pgconn.PgConn, last [][]byte) ([]schema.Row, [][]byte, error) {
+// each streams the chunk after last (nil: the first) to fn, and returns the
+// key to continue from (nil when the table is exhausted).
+func (q *chunkQuery) each(ctx context.Context, pc *pgconn.PgConn, last [][]byte, fn func(schema.Row) error) ([][]byte, int, error) {
 	var rr *pgconn.ResultReader
 	if last == nil {
 		rr = pc.ExecParams(ctx, q.first, nil, nil, nil, nil)
 	} else {
 		rr = pc.ExecParams(ctx, q.next, last, q.keyOIDs, nil, nil)
 	}
-	var rows []schema.Row
+	n := 0
+	var lastRow schema.Row
 	for rr.NextRow() {
-		rows = append(rows, textRow(rr.Values()))
+		lastRow = textRow(rr.Values())
+		if err := fn(lastRow); err != nil {
+			rr.Close()
+			return nil, n, err
+		}
+		n++
 	}
 	if _, err := rr.Close(); err != nil {
-		return nil, nil, err
+		return nil, n, err
 	}
-	if len(rows) < q.size {
-		return rows, nil, nil
+	if n < q.size {
+		return nil, n, nil
 	}
-	lastRow := rows[len(rows)-1]
 	next := make([][]byte, len(q.keyIdx))
 	for i, k := range q.keyIdx {
 		next[i] = lastRow[k].Data
 	}
-	return rows, next, nil
+	return next, n, nil
+}
+
+// read returns the chunk after last and the key to continue from.
+func (q *chunkQuery) read(ctx context.Context, pc *pgconn.PgConn, last [][]byte) ([]schema.Row, [][]byte, error) {
+	var rows []schema.Row
+	next, _, err := q.each(ctx, pc, last, func(r schema.Row) error {
+		rows = append(rows, r)
+		return nil
+	})
+	return rows, next, err
 }
 
 // textRow copies a row read in text format.

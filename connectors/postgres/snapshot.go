@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -74,69 +73,27 @@ func (s *Source) snapshotTable(ctx context.Context, pc *pgconn.PgConn, enc *sche
 	if r := pc.ExecParams(ctx, `SELECT reltuples::int8 FROM pg_class WHERE oid = $1`, [][]byte{[]byte(fmt.Sprint(t.OID))}, nil, nil, nil).Read(); r.Err == nil && len(r.Rows) > 0 {
 		fmt.Sscan(string(r.Rows[0][0]), &estimate)
 	}
-	cols := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		cols[i] = schema.QuoteIdent(c.Name)
-	}
-	keyIdx := t.KeyIndexes()
-	keyCols := make([]string, len(keyIdx))
-	keyOIDs := make([]uint32, len(keyIdx))
-	params := make([]string, len(keyIdx))
-	for i, k := range keyIdx {
-		keyCols[i] = schema.QuoteIdent(t.Columns[k].Name)
-		keyOIDs[i] = t.Columns[k].Type
-		params[i] = fmt.Sprintf("$%d", i+1)
-	}
-	base := "SELECT " + strings.Join(cols, ", ") + " FROM " + schema.QuoteQualified(t.Schema, t.Name)
-	order := " ORDER BY " + strings.Join(keyCols, ", ") + fmt.Sprintf(" LIMIT %d", s.cfg.SnapshotChunkRows)
-	first := base + order
-	next := base + " WHERE (" + strings.Join(keyCols, ", ") + ") > (" + strings.Join(params, ", ") + ")" + order
+	q := newChunkQuery(t, s.cfg.SnapshotChunkRows)
 	var last [][]byte
 	var rows int64
 	lastLog := time.Now()
 	for {
-		var rr *pgconn.ResultReader
-		if last == nil {
-			rr = pc.ExecParams(ctx, first, nil, nil, nil, nil)
-		} else {
-			rr = pc.ExecParams(ctx, next, last, keyOIDs, nil, nil)
-		}
-		n := 0
-		var lastRow [][]byte
-		for rr.NextRow() {
-			vals := rr.Values()
-			row := make(schema.Row, len(vals))
-			for i, v := range vals {
-				if v == nil {
-					row[i] = schema.Value{Kind: schema.Null}
-				} else {
-					row[i] = schema.Value{Kind: schema.Text, Data: append([]byte(nil), v...)}
-				}
-			}
+		next, n, err := q.each(ctx, pc, last, func(row schema.Row) error {
 			ev := schema.Event{Op: schema.OpRead, Table: t, After: row,
 				Source: schema.Source{LSN: point, CommitTime: started, Snapshot: schema.SnapshotTrue}}
 			rec, err := eventRecord(enc, topic, &ev)
 			if err != nil {
-				rr.Close()
-				return fmt.Errorf("snapshot %s: %w", name, err)
+				return err
 			}
 			select {
 			case out <- pipeline.Item{Record: rec}:
+				return nil
 			case <-ctx.Done():
-				rr.Close()
 				return ctx.Err()
 			}
-			lastRow = vals
-			n++
-			if n == s.cfg.SnapshotChunkRows {
-				last = make([][]byte, len(keyIdx))
-				for i, k := range keyIdx {
-					last[i] = append([]byte(nil), lastRow[k]...)
-				}
-			}
-		}
-		if _, err := rr.Close(); err != nil {
-			return fmt.Errorf("snapshot %s: read chunk: %w", name, err)
+		})
+		if err != nil {
+			return fmt.Errorf("snapshot %s: %w", name, err)
 		}
 		rows += int64(n)
 		s.stats.SnapshotRows.Add(uint64(n))
@@ -144,9 +101,10 @@ func (s *Source) snapshotTable(ctx context.Context, pc *pgconn.PgConn, enc *sche
 			s.log.Info("snapshot progress", "table", name, "rows", rows, "estimated_total", estimate)
 			lastLog = time.Now()
 		}
-		if n < s.cfg.SnapshotChunkRows {
+		if next == nil {
 			break
 		}
+		last = next
 	}
 	s.log.Info("snapshot of table complete", "table", name, "rows", rows)
 	return nil
