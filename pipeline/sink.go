@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -23,6 +24,20 @@ type Change struct {
 	Topic     string
 	Partition int
 	Offset    int64
+}
+
+// WrittenColumns lists the target columns a change writes: the columns of
+// After that the target has, minus unchanged TOAST columns, sorted (so equal
+// shapes give equal statements, which the drivers prepare once).
+func (c *Change) WrittenColumns(target map[string]Column) []string {
+	names := make([]string, 0, len(c.After))
+	for n := range c.After {
+		if _, ok := target[n]; ok && !c.Unchanged[n] {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Column is a column of a mapping's target table.

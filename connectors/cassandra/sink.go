@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -308,13 +307,7 @@ func (s *Sink) statement(c pipeline.Change) (string, []any, error) {
 		}
 		return "DELETE FROM " + s.table + " USING TIMESTAMP ? WHERE " + strings.Join(where, " AND "), args, nil
 	}
-	names := make([]string, 0, len(c.After))
-	for n := range c.After {
-		if _, ok := s.cols[n]; ok && !c.Unchanged[n] {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
+	names := c.WrittenColumns(s.cols)
 	cols := make([]string, len(names))
 	marks := make([]string, len(names))
 	args := make([]any, 0, len(names)+1)

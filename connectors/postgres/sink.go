@@ -333,13 +333,7 @@ func (s *Sink) queue(b *pgx.Batch, c *pipeline.Change) error {
 		b.Queue("DELETE FROM "+s.table+" WHERE "+strings.Join(where, " AND "), args...)
 		return nil
 	}
-	names := make([]string, 0, len(c.After))
-	for n := range c.After {
-		if _, ok := s.cols[n]; ok && !c.Unchanged[n] {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
+	names := c.WrittenColumns(s.cols)
 	cols := make([]string, len(names))
 	params := make([]string, len(names))
 	args := make([]any, len(names))
