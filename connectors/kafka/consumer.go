@@ -69,6 +69,11 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 		MaxWait:        100 * time.Millisecond,
 		StartOffset:    cfg.StartOffset,
 		CommitInterval: 0, // synchronous commits, after the sink's
+		QueueCapacity:  cfg.MaxBatch,
+		// A crashed instance's partitions move to the others within ~10s.
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		HeartbeatInterval: time.Second,
 	})
 	defer r.Close()
 	msgs := make([]kafkago.Message, 0, cfg.MaxBatch)
