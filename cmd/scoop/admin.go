@@ -92,6 +92,15 @@ func newAdmin(cfg *Config, st *postgres.SourceStats, acked func() uint64) (*admi
 			func() float64 { return float64(st.ReceivedLSN.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_acked_lsn", Help: "WAL position confirmed to the slot (everything before it is in Kafka)."},
 			func() float64 { return float64(acked()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_retained_wal_bytes", Help: "WAL the slot holds back on the server (current position minus restart_lsn)."},
+			func() float64 { return float64(st.RetainedWAL.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_lag_seconds", Help: "Now minus the commit time of the last transaction received."},
+			func() float64 {
+				if ms := st.LastCommit.Load(); ms > 0 {
+					return time.Since(time.UnixMilli(ms)).Seconds()
+				}
+				return 0
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_lag_bytes", Help: "Received minus confirmed WAL position."},
 			func() float64 {
 				r, a := st.ReceivedLSN.Load(), acked()
@@ -130,6 +139,7 @@ func (a *admin) serve(ctx context.Context) error {
 			"received_lsn":   st.ReceivedLSN.Load(),
 			"acked_lsn":      a.acked(),
 			"last_commit_ms": st.LastCommit.Load(),
+			"retained_wal":   st.RetainedWAL.Load(),
 			"mappings":       a.mappingStatus(),
 		})
 	}))

@@ -101,6 +101,7 @@ type SourceStats struct {
 	SnapshotRows atomic.Uint64
 	ReceivedLSN  atomic.Uint64
 	LastCommit   atomic.Int64 // unix ms of the last commit seen
+	RetainedWAL  atomic.Int64 // bytes of WAL the slot holds back (checked at each heartbeat)
 }
 
 // NewSource validates cfg.

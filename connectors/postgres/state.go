@@ -153,6 +153,11 @@ func (s *Source) heartbeat(ctx context.Context) {
 			s.log.Warn("heartbeat failed; retrying at next beat", "error", err)
 			conn.Close(context.Background())
 			conn = nil
+			continue
+		}
+		var retained int64
+		if err := conn.QueryRow(ctx, `SELECT COALESCE((pg_current_wal_lsn() - restart_lsn)::int8, 0) FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&retained); err == nil {
+			s.stats.RetainedWAL.Store(retained)
 		}
 	}
 }
