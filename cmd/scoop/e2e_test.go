@@ -342,3 +342,30 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatalf("dead letter key %s headers %v", msgs[0].Key, h)
 	}
 }
+
+// TestOversizedEventDeadLettered: an event larger than the Kafka limit goes
+// to the dead-letter topic with its reason; the stream goes on.
+func TestOversizedEventDeadLettered(t *testing.T) {
+	mono := testenv.Conn(t, "monolith")
+	table := testenv.Name("big")
+	testenv.Exec(t, mono, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, amount numeric(12,2), note text)`, schema.QuoteIdent(table)))
+	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: big\n    source: public.%s\n    store: accounts\n", table))
+	d := startProc(t, append(e.env, "SCOOP_KAFKA_MAX_MESSAGE_BYTES=20000"))
+	waitReady(t, d)
+	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (1, 1, 'small')`, schema.QuoteIdent(table)))
+	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (2, 2, repeat('x', 50000))`, schema.QuoteIdent(table)))
+	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (3, 3, 'after')`, schema.QuoteIdent(table)))
+	waitEqual(t, d, "small rows", func() []string { return []string{"1|1.00|small", "3|3.00|after"} }, pgOrders(t, "service", table))
+	msgs := testenv.ReadTopic(t, e.prefix+".dlq", 1, 30*time.Second)
+	if len(msgs) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(msgs))
+	}
+	h := map[string]string{}
+	for _, x := range msgs[0].Headers {
+		h[x.Key] = string(x.Value)
+	}
+	if string(msgs[0].Key) != `{"id":2}` || h["scoop.original.topic"] != e.prefix+".public."+table || h["scoop.stage"] != "source" ||
+		!strings.Contains(h["scoop.error"], "is larger than the limit of 20000 bytes (SCOOP_KAFKA_MAX_MESSAGE_BYTES") {
+		t.Fatalf("dead letter key %s headers %v", msgs[0].Key, h)
+	}
+}

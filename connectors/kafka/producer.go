@@ -69,7 +69,9 @@ func NewProducer(cfg Config) (*Producer, error) {
 		RequiredAcks: kafkago.RequireAll,
 		MaxAttempts:  10,
 		BatchSize:    10000,
-		BatchBytes:   int64(cfg.MaxMessageBytes) * 16,
+		// The broker limits a whole record batch (max.message.bytes), not
+		// a record: a batch larger than the limit is refused entirely.
+		BatchBytes:   int64(cfg.MaxMessageBytes),
 		BatchTimeout: time.Millisecond,
 		WriteTimeout: 30 * time.Second,
 		ReadTimeout:  30 * time.Second,
@@ -163,8 +165,8 @@ func (p *Producer) Publish(ctx context.Context, records []pipeline.Record) error
 	seen := map[string]bool{}
 	for i := range records {
 		r := &records[i]
-		if len(r.Key)+len(r.Value) > p.cfg.MaxMessageBytes {
-			*r = p.deadLetter(*r, fmt.Sprintf("event of %d bytes is larger than the limit of %d bytes (SCOOP_KAFKA_MAX_MESSAGE_BYTES)", len(r.Key)+len(r.Value), p.cfg.MaxMessageBytes))
+		if size := recordSize(r); size > p.cfg.MaxMessageBytes {
+			*r = p.deadLetter(*r, fmt.Sprintf("event of %d bytes is larger than the limit of %d bytes (SCOOP_KAFKA_MAX_MESSAGE_BYTES; the broker's max.message.bytes must be at least as large)", size, p.cfg.MaxMessageBytes))
 		}
 		if !seen[r.Topic] {
 			seen[r.Topic] = true
@@ -220,6 +222,15 @@ func temporary(err error) bool {
 		return true
 	}
 	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+// recordSize is a record's size in a batch, with room for the framing.
+func recordSize(r *pipeline.Record) int {
+	n := len(r.Key) + len(r.Value) + 128
+	for k, v := range r.Headers {
+		n += len(k) + len(v) + 8
+	}
+	return n
 }
 
 // deadLetter replaces an unpublishable record by a dead-letter record with
