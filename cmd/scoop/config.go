@@ -28,6 +28,9 @@ type Config struct {
 	HeartbeatInterval time.Duration `env:"SCOOP_HEARTBEAT_INTERVAL" envDefault:"10s"`
 	SnapshotWorkers   int           `env:"SCOOP_SNAPSHOT_WORKERS" envDefault:"2"`
 	SnapshotChunkRows int           `env:"SCOOP_SNAPSHOT_CHUNK_ROWS" envDefault:"10000"`
+	PGSinkMethod      string        `env:"SCOOP_PG_SINK_METHOD" envDefault:"copy"`
+	SinkBatch         int           `env:"SCOOP_SINK_BATCH" envDefault:"5000"`
+	CassandraInFlight int           `env:"SCOOP_CASSANDRA_MAX_IN_FLIGHT" envDefault:"128"`
 	AdminAddr         string        `env:"SCOOP_ADMIN_ADDR" envDefault:"127.0.0.1:7070"`
 	AdminToken        string        `env:"SCOOP_ADMIN_TOKEN"`
 	LogLevel          string        `env:"SCOOP_LOG_LEVEL" envDefault:"info"`
@@ -71,6 +74,15 @@ func (c *Config) validate() error {
 	}
 	if c.TopicPrefix == "" || strings.ContainsAny(c.TopicPrefix, " /\\") {
 		bad("SCOOP_TOPIC_PREFIX=%q: use letters, digits, '.', '_' or '-'", c.TopicPrefix)
+	}
+	if c.PGSinkMethod != "copy" && c.PGSinkMethod != "insert" {
+		bad("SCOOP_PG_SINK_METHOD=%q: use copy or insert", c.PGSinkMethod)
+	}
+	if c.SinkBatch < 1 {
+		bad("SCOOP_SINK_BATCH=%d: must be at least 1", c.SinkBatch)
+	}
+	if c.CassandraInFlight < 1 {
+		bad("SCOOP_CASSANDRA_MAX_IN_FLIGHT=%d: must be at least 1", c.CassandraInFlight)
 	}
 	if c.TopicPartitions < 1 {
 		bad("SCOOP_TOPIC_PARTITIONS=%d: must be at least 1", c.TopicPartitions)

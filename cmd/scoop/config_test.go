@@ -18,6 +18,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"SCOOP_HEARTBEAT_INTERVAL": "often"}, `SCOOP_HEARTBEAT_INTERVAL="often": not a valid time.Duration`},
 		{map[string]string{"SCOOP_SOURCE_URL": "mysql://x"}, `SCOOP_SOURCE_URL: not a postgres:// URL`},
 		{map[string]string{"SCOOP_STORE_ORDERS_URL": "cassandra://127.0.0.1:9042"}, `SCOOP_STORE_ORDERS_URL: a Cassandra store needs a keyspace: cassandra://host:9042/keyspace`},
+		{map[string]string{"SCOOP_PG_SINK_METHOD": "merge"}, `SCOOP_PG_SINK_METHOD="merge": use copy or insert`},
+		{map[string]string{"SCOOP_SINK_BATCH": "0"}, `SCOOP_SINK_BATCH=0: must be at least 1`},
 		{map[string]string{"SCOOP_STORE_X_URL": "redis://h"}, `SCOOP_STORE_X_URL: scheme "redis" is not supported; use postgres:// or cassandra://`},
 	}
 	for _, c := range cases {

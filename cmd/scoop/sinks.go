@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,10 +19,11 @@ import (
 // sinkFactories is the visible map from store kind to constructor.
 var sinkFactories = map[string]func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error){
 	"postgres": func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
-		return postgres.NewSink(ctx, postgres.SinkConfig{URL: storeURL, Mapping: m.Name, Group: group, Topic: topic, Target: target, Logger: log})
+		return postgres.NewSink(ctx, postgres.SinkConfig{URL: storeURL, Mapping: m.Name, Group: group, Topic: topic, Target: target, Logger: log, Method: envOr("SCOOP_PG_SINK_METHOD", postgres.MethodCopy)})
 	},
 	"cassandra": func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
-		return cassandra.NewSink(ctx, cassandra.SinkConfig{URL: storeURL, Mapping: m.Name, Target: target, Logger: log,
+		inFlight, _ := strconv.Atoi(envOr("SCOOP_CASSANDRA_MAX_IN_FLIGHT", "128"))
+		return cassandra.NewSink(ctx, cassandra.SinkConfig{URL: storeURL, Mapping: m.Name, Target: target, Logger: log, MaxInFlight: inFlight,
 			Username: envOr("SCOOP_CASSANDRA_USERNAME", ""), Password: envOr("SCOOP_CASSANDRA_PASSWORD", "")})
 	},
 }
@@ -75,7 +77,7 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 			stats.Paused.Store(false)
 			return kafka.Consume(ctx, kafka.ConsumerConfig{
 				Brokers: cfg.KafkaBrokers, GroupID: group, Topic: topic, Mapping: &m.Mapping,
-				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log,
+				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log, MaxBatch: cfg.SinkBatch,
 			}, sink, stats)
 		}()
 		if ctx.Err() != nil {

@@ -214,7 +214,7 @@ func (s *Sink) ensureTable(ctx context.Context, st Store) error {
 func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.MaxInFlight)
-	for _, c := range collapse(batch) {
+	for _, c := range pipeline.Collapse(batch) {
 		if c.Op == 't' {
 			if err := g.Wait(); err != nil {
 				return err
@@ -250,46 +250,6 @@ func classify(err error) error {
 		}
 	}
 	return err
-}
-
-// collapse keeps the last change of each key in batch order, carrying over
-// values that a later update left unchanged (TOAST). A truncate cuts the
-// batch: changes before it are dropped only when they precede it.
-func collapse(batch []pipeline.Change) []pipeline.Change {
-	out := make([]pipeline.Change, 0, len(batch))
-	index := map[string]int{}
-	for _, c := range batch {
-		if c.Op == 't' {
-			out = append(out, c)
-			index = map[string]int{}
-			continue
-		}
-		k, _ := json.Marshal(c.Key)
-		if i, ok := index[string(k)]; ok {
-			prev := out[i]
-			if c.Op != 'd' && prev.Op != 'd' && len(c.Unchanged) > 0 {
-				merged := c
-				merged.After = make(map[string]json.RawMessage, len(c.After))
-				for n, v := range c.After {
-					merged.After[n] = v
-				}
-				merged.Unchanged = map[string]bool{}
-				for n := range c.Unchanged {
-					if v, ok := prev.After[n]; ok && !prev.Unchanged[n] {
-						merged.After[n] = v
-					} else {
-						merged.Unchanged[n] = true
-					}
-				}
-				c = merged
-			}
-			out[i] = c
-			continue
-		}
-		index[string(k)] = len(out)
-		out = append(out, c)
-	}
-	return out
 }
 
 func (s *Sink) statement(c pipeline.Change) (string, []any, error) {

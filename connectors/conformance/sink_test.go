@@ -34,34 +34,41 @@ type store struct {
 	read func(t *testing.T, table string, id int) map[string]string
 }
 
+func pgStore(method string) store {
+	return store{
+		name: "postgres-" + method,
+		open: func(t *testing.T, target pipeline.Target, topic string) pipeline.Sink {
+			s, err := postgres.NewSink(context.Background(), postgres.SinkConfig{URL: testenv.PGURL("service"), Mapping: target.Table, Topic: topic, Target: target, Method: method})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close(context.Background()) })
+			return s
+		},
+		read: readPostgres,
+	}
+}
+
+func readPostgres(t *testing.T, table string, id int) map[string]string {
+	c := testenv.Conn(t, "service")
+	var js *string
+	err := c.QueryRow(context.Background(), fmt.Sprintf(`SELECT (SELECT jsonb_object_agg(key, value #>> '{}') FROM jsonb_each(to_jsonb(t)))::text FROM %q t WHERE id = $1`, table), id).Scan(&js)
+	if err == pgx.ErrNoRows {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	json.Unmarshal([]byte(*js), &out)
+	return out
+}
+
 func stores(t *testing.T) []store {
 	keyspace := testenv.Name("conf")
 	return []store{
-		{
-			name: "postgres",
-			open: func(t *testing.T, target pipeline.Target, topic string) pipeline.Sink {
-				s, err := postgres.NewSink(context.Background(), postgres.SinkConfig{URL: testenv.PGURL("service"), Mapping: target.Table, Topic: topic, Target: target})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close(context.Background()) })
-				return s
-			},
-			read: func(t *testing.T, table string, id int) map[string]string {
-				c := testenv.Conn(t, "service")
-				var js *string
-				err := c.QueryRow(context.Background(), fmt.Sprintf(`SELECT (SELECT jsonb_object_agg(key, value #>> '{}') FROM jsonb_each(to_jsonb(t)))::text FROM %q t WHERE id = $1`, table), id).Scan(&js)
-				if err == pgx.ErrNoRows {
-					return nil
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				out := map[string]string{}
-				json.Unmarshal([]byte(*js), &out)
-				return out
-			},
-		},
+		pgStore(postgres.MethodCopy),
+		pgStore(postgres.MethodInsert),
 		{
 			name: "cassandra",
 			open: func(t *testing.T, target pipeline.Target, topic string) pipeline.Sink {
@@ -251,7 +258,7 @@ func TestSinkTypes(t *testing.T) {
 				"c_int8": "9223372036854775807", "c_text": "line1\nline2 \"quoted\" \\ back", "c_uuid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
 				"c_numeric": "12345678901234567890.0123456789", "c_bool": "true", "c_enum": "happy", "c_domain": "7",
 			}
-			if st.name == "postgres" {
+			if strings.HasPrefix(st.name, "postgres") {
 				checks["c_bytea"] = `\x00ff10`
 				checks["c_timestamptz"] = "2024-02-29T10:34:56.789+00:00"
 				checks["c_int_arr"] = "[1, null, 3]"
@@ -266,6 +273,56 @@ func TestSinkTypes(t *testing.T) {
 					t.Errorf("%s: %s = %q, want %q", st.name, col, row[col], v)
 				}
 			}
+		})
+	}
+}
+
+// TestSinkBulk: large batches (the COPY path of the PostgreSQL sink):
+// inserts, then updates, deletes and re-inserts of the same keys in one
+// batch, a truncate in the middle of a batch, and values that need escaping.
+func TestSinkBulk(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			table := testenv.Name("bulk")
+			s := st.open(t, basicTarget(table), table)
+			var batch []pipeline.Change
+			off := int64(0)
+			add := func(op byte, id int, after string, unchanged ...string) {
+				batch = append(batch, change(op, id, after, int(off/1000), off, unchanged...))
+				off++
+			}
+			for id := 1; id <= 100; id++ {
+				add('c', id, fmt.Sprintf(`{"id":%d,"name":"n%d","n":%d,"big":"tab\there\nnewline \\ back"}`, id, id, id))
+			}
+			for id := 1; id <= 100; id += 2 {
+				add('u', id, fmt.Sprintf(`{"id":%d,"name":"odd%d","n":%d}`, id, id, id*10), "big")
+			}
+			for id := 2; id <= 100; id += 10 {
+				add('d', id, ``)
+			}
+			add('c', 2, `{"id":2,"name":"back","n":2,"big":null}`)
+			apply(t, s, batch...)
+			want(t, st, table, 1, "name", "odd1")
+			want(t, st, table, 1, "big", "tab\there\nnewline \\ back")
+			want(t, st, table, 3, "n", "30")
+			want(t, st, table, 4, "name", "n4")
+			wantAbsent(t, st, table, 12)
+			want(t, st, table, 2, "name", "back")
+
+			batch = nil
+			for id := 1; id <= 20; id++ {
+				add('u', id, fmt.Sprintf(`{"id":%d,"name":"before-truncate","n":0,"big":"x"}`, id))
+			}
+			batch = append(batch, pipeline.Change{Op: 't', CommitTime: time.Date(2026, 1, 1, 0, 0, int(off/1000), 0, time.UTC), Topic: table, Offset: off})
+			off++
+			for id := 5; id <= 30; id++ {
+				add('c', id, fmt.Sprintf(`{"id":%d,"name":"after-truncate","n":1,"big":"y"}`, id))
+			}
+			apply(t, s, batch...)
+			wantAbsent(t, st, table, 1)
+			wantAbsent(t, st, table, 40)
+			want(t, st, table, 5, "name", "after-truncate")
+			want(t, st, table, 30, "name", "after-truncate")
 		})
 	}
 }

@@ -29,12 +29,24 @@ type SinkConfig struct {
 	Group  string
 	Topic  string
 	Target pipeline.Target
+	// Method is how rows are written: MethodCopy (default) or MethodInsert.
+	Method string
 	// Origin is the replication origin the sink's session applies under, so
 	// a scoop source reading this database never captures these writes
 	// (default "scoop").
 	Origin string
 	Logger *slog.Logger
 }
+
+// Write methods of the PostgreSQL sink (SCOOP_PG_SINK_METHOD).
+const (
+	// MethodCopy collapses a batch to the last change per key, COPYs the
+	// upserted rows into a session-local staging table and merges them with
+	// one INSERT ... SELECT ... ON CONFLICT; deletes are pipelined statements.
+	MethodCopy = "copy"
+	// MethodInsert pipelines one INSERT ... ON CONFLICT or DELETE per change.
+	MethodInsert = "insert"
+)
 
 // Sink applies changes to a PostgreSQL table. Each batch is one
 // transaction that also records the Kafka offsets it consumed in
@@ -46,6 +58,8 @@ type Sink struct {
 	table string // quoted schema.table
 	cols  map[string]pipeline.Column
 	keys  []pipeline.Column
+	// staged: the session's staging table exists (reset on reconnect).
+	staged bool
 }
 
 // NewSink connects, sets the replication origin up, and creates the target
@@ -59,6 +73,13 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 	}
 	if cfg.Group == "" {
 		cfg.Group = cfg.Mapping
+	}
+	switch cfg.Method {
+	case "":
+		cfg.Method = MethodCopy
+	case MethodCopy, MethodInsert:
+	default:
+		return nil, fmt.Errorf("mapping %s: unknown PostgreSQL write method %q (SCOOP_PG_SINK_METHOD): use copy or insert", cfg.Mapping, cfg.Method)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -113,6 +134,7 @@ func (s *Sink) connect(ctx context.Context) error {
 			return fmt.Errorf("mapping %s: set up replication origin %q (needs superuser or EXECUTE on pg_replication_origin_session_setup): %w", s.cfg.Mapping, name, err)
 		}
 		s.conn = conn
+		s.staged = false
 		return nil
 	}
 	conn.Close(context.Background())
@@ -220,8 +242,8 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		if err != nil {
 			return err
 		}
-		var b pgx.Batch
 		high := map[int]progress{}
+		apply := make([]pipeline.Change, 0, len(batch))
 		for i := range batch {
 			c := &batch[i]
 			p, seen := done[c.Partition]
@@ -233,9 +255,7 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 				// crash (at-least-once into Kafka): it is already applied.
 				p.offset = c.Offset
 			default:
-				if err := s.queue(&b, c); err != nil {
-					return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
-				}
+				apply = append(apply, *c)
 				p.offset = c.Offset
 				if c.CommitLSN != 0 {
 					p.commitLSN, p.lsn = c.CommitLSN, c.LSN
@@ -243,6 +263,16 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 			}
 			done[c.Partition] = p
 			high[c.Partition] = p
+		}
+		var b pgx.Batch
+		if s.cfg.Method == MethodInsert {
+			for i := range apply {
+				if err := s.queue(&b, &apply[i]); err != nil {
+					return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", apply[i].Partition, apply[i].Offset, err))
+				}
+			}
+		} else if err := s.applyCopy(ctx, tx, &b, pipeline.Collapse(apply)); err != nil {
+			return err
 		}
 		parts := make([]int, 0, len(high))
 		for p := range high {

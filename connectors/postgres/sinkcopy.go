@@ -1,0 +1,174 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scoop-cdc/scoop/pipeline"
+	"github.com/scoop-cdc/scoop/schema"
+)
+
+// stageTable is the session's staging table (temporary, emptied at commit).
+const stageTable = "pg_temp.scoop_stage"
+
+// copyThreshold: fewer upserts of one shape than this go as statements.
+const copyThreshold = 8
+
+// applyCopy writes a collapsed batch (at most one change per key between
+// truncates): upserts of the same column set through COPY and one merge,
+// the rest (deletes, truncates, small groups, updates leaving TOAST values
+// unchanged) as pipelined statements queued on b, sent after the merges.
+// Keys are distinct, so the order between them does not matter; a truncate
+// splits the batch and is applied where it stood.
+func (s *Sink) applyCopy(ctx context.Context, tx pgx.Tx, b *pgx.Batch, changes []pipeline.Change) error {
+	start := 0
+	for i := 0; i <= len(changes); i++ {
+		if i < len(changes) && changes[i].Op != 't' {
+			continue
+		}
+		if err := s.applySegment(ctx, tx, b, changes[start:i]); err != nil {
+			return err
+		}
+		if i < len(changes) {
+			if b.Len() > 0 {
+				if err := tx.SendBatch(ctx, b).Close(); err != nil {
+					return err
+				}
+				*b = pgx.Batch{}
+			}
+			if _, err := tx.Exec(ctx, "TRUNCATE "+s.table); err != nil {
+				return fmt.Errorf("truncate %s: %w", s.table, err)
+			}
+		}
+		start = i + 1
+	}
+	return nil
+}
+
+func (s *Sink) applySegment(ctx context.Context, tx pgx.Tx, b *pgx.Batch, changes []pipeline.Change) error {
+	groups := map[string][]*pipeline.Change{}
+	var order []string
+	for i := range changes {
+		c := &changes[i]
+		if c.Op == 'd' || len(c.Unchanged) > 0 {
+			if err := s.queue(b, c); err != nil {
+				return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
+			}
+			continue
+		}
+		shape := strings.Join(c.WrittenColumns(s.cols), "\x00")
+		if _, ok := groups[shape]; !ok {
+			order = append(order, shape)
+		}
+		groups[shape] = append(groups[shape], c)
+	}
+	for _, shape := range order {
+		group := groups[shape]
+		if len(group) < copyThreshold {
+			for _, c := range group {
+				if err := s.queue(b, c); err != nil {
+					return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
+				}
+			}
+			continue
+		}
+		if err := s.copyMerge(ctx, tx, strings.Split(shape, "\x00"), group); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyMerge upserts rows of one column set: COPY into the staging table,
+// then INSERT ... SELECT ... ON CONFLICT into the target.
+func (s *Sink) copyMerge(ctx context.Context, tx pgx.Tx, names []string, rows []*pipeline.Change) error {
+	if err := s.ensureStage(ctx, tx); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	for _, c := range rows {
+		for i, n := range names {
+			if i > 0 {
+				buf.WriteByte('\t')
+			}
+			v, err := pgText(s.cols[n], c.After[n])
+			if err != nil {
+				return pipeline.Permanent(fmt.Errorf("offset %d/%d: column %q: %w", c.Partition, c.Offset, n, err))
+			}
+			if v == nil {
+				buf.WriteString(`\N`)
+			} else {
+				writeCopyText(&buf, v.(string))
+			}
+		}
+		buf.WriteByte('\n')
+	}
+	cols := make([]string, len(names))
+	var set []string
+	for i, n := range names {
+		cols[i] = schema.QuoteIdent(n)
+		if !s.cols[n].Key {
+			set = append(set, cols[i]+" = EXCLUDED."+cols[i])
+		}
+	}
+	list := strings.Join(cols, ", ")
+	if _, err := tx.Exec(ctx, "TRUNCATE "+stageTable); err != nil {
+		return fmt.Errorf("empty the staging table: %w", err)
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &buf, "COPY "+stageTable+" ("+list+") FROM STDIN"); err != nil {
+		return fmt.Errorf("copy %d rows into the staging table: %w", len(rows), err)
+	}
+	keys := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		keys[i] = schema.QuoteIdent(k.Name)
+	}
+	merge := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) DO ", s.table, list, list, stageTable, strings.Join(keys, ", "))
+	if len(set) == 0 {
+		merge += "NOTHING"
+	} else {
+		merge += "UPDATE SET " + strings.Join(set, ", ")
+	}
+	if _, err := tx.Exec(ctx, merge); err != nil {
+		return fmt.Errorf("merge %d rows into %s: %w", len(rows), s.table, err)
+	}
+	return nil
+}
+
+// ensureStage creates the session's staging table with the target's columns
+// (no constraints: the target checks them on merge).
+func (s *Sink) ensureStage(ctx context.Context, tx pgx.Tx) error {
+	if s.staged {
+		return nil
+	}
+	defs := make([]string, len(s.cfg.Target.Columns))
+	for i, c := range s.cfg.Target.Columns {
+		defs[i] = schema.QuoteIdent(c.Name) + " " + c.SQLType
+	}
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS scoop_stage ("+strings.Join(defs, ", ")+") ON COMMIT DELETE ROWS"); err != nil {
+		return fmt.Errorf("create the staging table: %w", err)
+	}
+	s.staged = true
+	return nil
+}
+
+// writeCopyText escapes a value for COPY's text format.
+func writeCopyText(buf *bytes.Buffer, v string) {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			buf.WriteString(`\\`)
+		case '\t':
+			buf.WriteString(`\t`)
+		case '\n':
+			buf.WriteString(`\n`)
+		case '\r':
+			buf.WriteString(`\r`)
+		default:
+			buf.WriteByte(c)
+		}
+	}
+}
