@@ -30,3 +30,17 @@ stack-down:
 
 vet:
 	$(GO) vet ./...
+
+# Benchmark: scoop against the raw limits of PostgreSQL, Kafka and Cassandra on the
+# same workloads (bench/README.md; sizes from BENCH_* variables). Writes
+# bench/results/latest.{json,md} and dated copies; a few minutes on 2 cores.
+bench: build
+	scripts/stack up
+	BENCH_SCOOP_BIN=bin/scoop $(GO) run ./bench
+
+# The same at tiny sizes, under ~2 minutes; asserts nothing about timing, fails
+# only when a phase fails. Results in bench/results/smoke.tmp/ (git-ignored).
+.PHONY: bench-smoke
+bench-smoke: build
+	scripts/stack up
+	BENCH_SMOKE=1 BENCH_SCOOP_BIN=bin/scoop $(GO) run ./bench

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// runLatency writes small transactions at a steady rate while scoop runs
+// live (source + PostgreSQL sink) and measures, per row, the time from the
+// monolith commit (pg_xact_commit_timestamp) to the row's insert time in the
+// sink's transaction (applied_at, DEFAULT clock_timestamp() on a pre-created
+// target): same server, same clock. The service side's own commit timestamp
+// cannot be used: a session with a replication origin (the sink's) records
+// the origin timestamp of its first transaction for all later ones.
+func (b *bench) runLatency(ctx context.Context) {
+	rate := b.cfg.latencyRate
+	basis := "BENCH_LATENCY_RATE"
+	if rate == 0 {
+		rate, basis = 1000, "default (no PG sink rate measured)"
+		for _, w := range b.res.Workloads {
+			if w.Name == "insert" && w.PGSink != nil {
+				rate, basis = math.Max(50, math.Round(w.PGSink.PerSec/2)), "half the measured PG sink rate of the insert workload"
+			}
+		}
+	}
+	lr := &latencyResult{RateTarget: rate, RateBasis: basis, Seconds: b.cfg.latencySecs}
+	b.res.Latency = lr
+	table := b.id + "_lat"
+	if err := b.createMonoTable(ctx, table); err != nil {
+		b.fail("latency: create table", err)
+		return
+	}
+	r := b.newRole("lat", "pg", table)
+	if err := b.createSvcTable(ctx, r.target, tableColumns+", applied_at timestamptz NOT NULL DEFAULT clock_timestamp()"); err != nil {
+		b.fail("latency: create target", err)
+		return
+	}
+	if err := b.createTopics(ctx, r.topic, r.dlq); err != nil {
+		b.fail("latency: topics", err)
+		return
+	}
+	defer b.dropSlot(r.slot)
+	meter := b.startCPU()
+	p, err := b.startScoop("latency", r)
+	if err != nil {
+		b.fail("latency: start scoop", err)
+		return
+	}
+	defer b.stopProc(p)
+	if _, err := waitCount(ctx, p, p.start, 1, 2*time.Minute, 50*time.Millisecond, func(c context.Context) (int64, error) { return b.snapshotted(c, r.slot) }); err != nil {
+		b.fail("latency: scoop not ready", err)
+		return
+	}
+	svcCount := func(c context.Context) (int64, error) {
+		var n int64
+		err := b.svc.QueryRow(c, `SELECT count(*) FROM `+r.target).Scan(&n)
+		return n, err
+	}
+	// Warm-up: 10 rows through the whole path (the consumer group has joined).
+	const warm = 10
+	if _, err := b.mono.Exec(ctx, insertSQL(table, 1, warm, 0)); err != nil {
+		b.fail("latency: warm-up", err)
+		return
+	}
+	if _, err := waitCount(ctx, p, time.Now(), warm, 2*time.Minute, 50*time.Millisecond, svcCount); err != nil {
+		b.fail("latency: warm-up rows not applied", err)
+		return
+	}
+	logf("latency: %.0f rows/s for %.0fs (%s)", rate, b.cfg.latencySecs, basis)
+	conn, err := b.mono.Acquire(ctx)
+	if err != nil {
+		b.fail("latency: connect", err)
+		return
+	}
+	next := int64(warm + 1)
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	var txs int
+	for {
+		<-tick.C
+		el := time.Since(start).Seconds()
+		if el >= b.cfg.latencySecs || ctx.Err() != nil {
+			break
+		}
+		due := int64(warm) + int64(rate*el)
+		if due < next {
+			continue
+		}
+		hi := min(due, next+4999)
+		if _, err := conn.Exec(ctx, insertSQL(table, next, hi, 0)); err != nil {
+			b.fail("latency: write", err)
+			break
+		}
+		txs++
+		next = hi + 1
+	}
+	tick.Stop()
+	conn.Release()
+	written := next - 1 - warm
+	lr.Rows = written
+	lr.Transactions = txs
+	lr.RateAchieved = float64(written) / time.Since(start).Seconds()
+	if _, err := waitCount(ctx, p, time.Now(), next-1, 2*time.Minute, 50*time.Millisecond, svcCount); err != nil {
+		b.fail("latency: rows not applied", err)
+		return
+	}
+	cpu := meter.stop(ctx, b, p)
+	lr.PeakRSSMB = p.peakRSSMB()
+	b.res.Phases = append(b.res.Phases, phaseRSS{Phase: "latency (live: source + PG sink)", PeakRSSMB: lr.PeakRSSMB, Seconds: time.Since(p.start).Seconds(), CPU: cpu})
+
+	commits := map[int64]time.Time{}
+	rows, err := b.mono.Query(ctx, `SELECT id, pg_xact_commit_timestamp(xmin) FROM `+table+` WHERE id > $1`, warm)
+	if err != nil {
+		b.fail("latency: read commit times", err)
+		return
+	}
+	for rows.Next() {
+		var id int64
+		var t time.Time
+		if err := rows.Scan(&id, &t); err != nil {
+			rows.Close()
+			b.fail("latency: read commit times", err)
+			return
+		}
+		commits[id] = t
+	}
+	rows.Close()
+	var toApplied []float64
+	rows, err = b.svc.Query(ctx, `SELECT id, applied_at FROM `+r.target+` WHERE id > $1`, warm)
+	if err != nil {
+		b.fail("latency: read apply times", err)
+		return
+	}
+	for rows.Next() {
+		var id int64
+		var a time.Time
+		if err := rows.Scan(&id, &a); err != nil {
+			rows.Close()
+			b.fail("latency: read apply times", err)
+			return
+		}
+		if src, ok := commits[id]; ok {
+			toApplied = append(toApplied, a.Sub(src).Seconds()*1000)
+		}
+	}
+	rows.Close()
+	if len(toApplied) == 0 {
+		b.fail("latency", fmt.Errorf("no rows measured"))
+		return
+	}
+	lr.P50, lr.P95, lr.P99, lr.Max = percentiles(toApplied)
+	logf("latency: %d rows in %d transactions at %.0f rows/s: commit->apply p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms; peak RSS %.1f MB",
+		written, txs, lr.RateAchieved, lr.P50, lr.P95, lr.P99, lr.Max, lr.PeakRSSMB)
+	if !b.cfg.keep {
+		b.mono.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+	}
+}
+
+func percentiles(v []float64) (p50, p95, p99, mx float64) {
+	sort.Float64s(v)
+	at := func(q float64) float64 {
+		i := int(math.Ceil(q*float64(len(v)))) - 1
+		return v[max(0, min(i, len(v)-1))]
+	}
+	return at(0.50), at(0.95), at(0.99), v[len(v)-1]
+}
+
+// runSnapshot: a pre-filled table, COPY TO STDOUT of it, then scoop on a
+// fresh slot until the topic holds every row (sink parked).
+func (b *bench) runSnapshot(ctx context.Context) {
+	n := b.cfg.snapshotRows
+	sr := &snapshotResult{Rows: n}
+	b.res.Snapshot = sr
+	table := b.id + "_snap"
+	logf("=== snapshot of %d rows", n)
+	if err := b.createMonoTable(ctx, table); err != nil {
+		b.fail("snapshot: create table", err)
+		return
+	}
+	if err := b.fill(ctx, table, n, 50000); err != nil {
+		b.fail("snapshot: fill", err)
+		return
+	}
+	b.mono.Exec(ctx, "VACUUM ANALYZE "+table)
+	b.rawCopyTo(ctx, table) // warm the cache the same way for both readers
+	rows, secs, err := b.rawCopyTo(ctx, table)
+	if err != nil {
+		b.fail("snapshot: COPY TO", err)
+	} else {
+		sr.CopyTo = &rate{Seconds: secs, PerSec: float64(rows) / secs, Rows: rows}
+		logf("snapshot: COPY TO STDOUT of %d rows in %.2fs: %.0f rows/s", rows, secs, sr.CopyTo.PerSec)
+	}
+	r := b.newRole("snap", "parked", table)
+	defer b.dropSlot(r.slot)
+	if err := b.createTopics(ctx, r.topic, r.dlq); err != nil {
+		b.fail("snapshot: topics", err)
+		return
+	}
+	if err := b.createSvcTable(ctx, r.target, "id text PRIMARY KEY"); err != nil {
+		b.fail("snapshot: parked target", err)
+		return
+	}
+	w := &workload{name: "snapshot", changes: n, msgs: n}
+	pr, err := b.measure(ctx, w, r, "snapshot", func(c context.Context) (int64, error) { return b.topicCount(c, r.topic) }, 10*time.Millisecond)
+	if err != nil {
+		b.fail("snapshot: scoop", err)
+		return
+	}
+	sr.Scoop = pr
+	if sr.CopyTo != nil {
+		pr.Limit = sr.CopyTo.PerSec
+		pr.Ratio = ratio(pr.PerSec, pr.Limit)
+	}
+	if !b.cfg.keep {
+		b.mono.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+	}
+}
+
+// profile runs scoop (source + one sink) on the insert backlog again and
+// takes a CPU profile from its admin server (/debug/pprof/profile), for
+// about as long as the measured run of the same sink took.
+func (b *bench) profile(ctx context.Context, w *workload, r *role, label, file string, expect float64) error {
+	secs := int(math.Ceil(expect))
+	secs = max(2, min(secs, 60))
+	logf("%s: CPU profile of %s for %ds", w.name, label, secs)
+	meter := b.startCPU()
+	p, err := b.startScoop("profile", r)
+	if err != nil {
+		return err
+	}
+	defer b.stopProc(p)
+	if err := p.waitHTTP(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	type result struct {
+		data []byte
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, secs))
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("pprof: %s: %s", resp.Status, data)
+		}
+		got <- result{data, err}
+	}()
+	g, werr := waitCount(ctx, p, p.start, int64(w.prefill+w.msgs), phaseTimeout(w.msgs), 25*time.Millisecond,
+		func(c context.Context) (int64, error) { return b.groupCount(c, r.group, r.topic) })
+	res := <-got
+	if res.err != nil {
+		return res.err
+	}
+	if werr != nil {
+		return werr
+	}
+	cpu := meter.stop(ctx, b, p)
+	pi := &profileResult{Label: label, Seconds: secs, DrainSeconds: g.wall(), PeakRSSMB: p.peakRSSMB()}
+	b.res.Phases = append(b.res.Phases, phaseRSS{Phase: w.name + " " + label + " (profiled)", PeakRSSMB: pi.PeakRSSMB, Seconds: pi.DrainSeconds, CPU: cpu})
+	if err := os.MkdirAll(b.cfg.outDir, 0o755); err != nil {
+		return err
+	}
+	pi.File = filepath.Join(b.cfg.outDir, file)
+	if err := os.WriteFile(pi.File, res.data, 0o644); err != nil {
+		return err
+	}
+	flat, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", b.bin, pi.File).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof: %v: %s", err, flat)
+	}
+	cum, _ := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=60", b.bin, pi.File).CombinedOutput()
+	pi.Text = "==== " + label + " ====\n" + string(flat) + "\n---- by cumulative time ----\n" + string(cum)
+	pi.Top = parseTop(string(flat), 12, false)
+	pi.TopCum = parseTop(string(cum), 25, true)
+	b.res.Profiles = append(b.res.Profiles, pi)
+	return nil
+}
+
+// parseTop keeps the table rows of `go tool pprof -top`; ownOnly keeps
+// scoop's functions and the libraries it calls, not the runtime's frames.
+func parseTop(out string, n int, ownOnly bool) []string {
+	var rows []string
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "flat ") {
+			in = true
+			continue
+		}
+		l = strings.TrimSpace(l)
+		if !in || l == "" {
+			continue
+		}
+		if ownOnly {
+			f := strings.Fields(l)
+			fn := f[len(f)-1]
+			if strings.HasPrefix(fn, "runtime.") || strings.HasPrefix(fn, "main.start") || strings.HasPrefix(fn, "main.runMapping") ||
+				strings.HasPrefix(fn, "main.(*daemon).supervise") || strings.HasPrefix(fn, "golang.org/x/sync/errgroup") {
+				continue
+			}
+		}
+		rows = append(rows, l)
+		if len(rows) == n {
+			break
+		}
+	}
+	return rows
+}

@@ -1,0 +1,484 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// rate is a raw limit: how fast the tool moved the same data.
+type rate struct {
+	Seconds       float64 `json:"seconds"`
+	PerSec        float64 `json:"per_s"` // changes/s (decode, produce) or rows/s (COPY, gocql loop)
+	Rows          int64   `json:"rows,omitempty"`
+	RecordsPerSec float64 `json:"records_per_s,omitempty"`
+	Detail        string  `json:"detail,omitempty"`
+}
+
+// scoopRate is a scoop figure with its raw limit.
+type scoopRate struct {
+	Seconds       float64 `json:"seconds"`                // process start -> done
+	FirstProgress float64 `json:"first_progress_seconds"` // process start -> first record/row
+	PerSec        float64 `json:"per_s"`                  // steady: first progress -> done
+	Steady        bool    `json:"steady"`                 // false: too fast to see, per_s is the wall rate
+	WallPerSec    float64 `json:"wall_per_s"`             // including start-up
+	Limit         float64 `json:"limit_per_s,omitempty"`
+	Ratio         float64 `json:"ratio,omitempty"`
+	PeakRSSMB     float64 `json:"peak_rss_mb"`
+	Check         string  `json:"check,omitempty"`
+	// CPU seconds over the phase: scoop, its PostgreSQL backends (walsender,
+	// sessions per database), the Kafka and Cassandra servers, the machine.
+	CPU map[string]float64 `json:"cpu_seconds,omitempty"`
+}
+
+type workloadResult struct {
+	Name          string     `json:"name"`
+	Description   string     `json:"description"`
+	Changes       int        `json:"changes"`
+	Messages      int        `json:"messages"`
+	Prefill       int        `json:"prefill_rows,omitempty"`
+	WriteSeconds  float64    `json:"write_seconds"`
+	WALMB         float64    `json:"wal_mb"`
+	EventBytes    float64    `json:"mean_event_bytes"`
+	RawDecode     *rate      `json:"raw_decode,omitempty"`
+	RawProduce    *rate      `json:"raw_produce,omitempty"`
+	RawProduceLZ4 *rate      `json:"raw_produce_lz4,omitempty"`
+	Source        *scoopRate `json:"scoop_source,omitempty"`
+	Copy          *rate      `json:"raw_copy,omitempty"`
+	PGSink        *scoopRate `json:"scoop_pg_sink,omitempty"`
+	CassLoop      *rate      `json:"raw_cassandra_loop,omitempty"`
+	CassSink      *scoopRate `json:"scoop_cassandra_sink,omitempty"`
+}
+
+type latencyResult struct {
+	RateTarget   float64 `json:"rate_target_rows_per_s"`
+	RateBasis    string  `json:"rate_basis"`
+	RateAchieved float64 `json:"rate_achieved_rows_per_s"`
+	Seconds      float64 `json:"seconds"`
+	Rows         int64   `json:"rows"`
+	Transactions int     `json:"transactions"`
+	P50          float64 `json:"p50_ms"`
+	P95          float64 `json:"p95_ms"`
+	P99          float64 `json:"p99_ms"`
+	Max          float64 `json:"max_ms"`
+	PeakRSSMB    float64 `json:"peak_rss_mb"`
+}
+
+type snapshotResult struct {
+	Rows   int        `json:"rows"`
+	CopyTo *rate      `json:"raw_copy_to,omitempty"`
+	Scoop  *scoopRate `json:"scoop,omitempty"`
+}
+
+type phaseRSS struct {
+	Phase     string             `json:"phase"`
+	PeakRSSMB float64            `json:"peak_rss_mb"`
+	Seconds   float64            `json:"seconds"`
+	CPU       map[string]float64 `json:"cpu_seconds,omitempty"`
+}
+
+type profileResult struct {
+	Label        string   `json:"label"`
+	File         string   `json:"file"`
+	Seconds      int      `json:"seconds"`
+	DrainSeconds float64  `json:"drain_seconds"`
+	PeakRSSMB    float64  `json:"peak_rss_mb"`
+	Top          []string `json:"top_flat"`
+	TopCum       []string `json:"top_cum"`
+	Text         string   `json:"-"`
+}
+
+type target struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Goal   string  `json:"goal"`
+	Met    bool    `json:"met"`
+	Absent bool    `json:"not_measured,omitempty"`
+}
+
+// results is latest.json. The top-level figures are those of the main
+// workload (small-row inserts), the snapshot and latency phases.
+type results struct {
+	Date         string         `json:"date"`
+	Smoke        bool           `json:"smoke"`
+	Git          string         `json:"git"`
+	Host         string         `json:"host"`
+	LoadStart    string         `json:"loadavg_start"`
+	LoadEnd      string         `json:"loadavg_end"`
+	TotalSeconds float64        `json:"total_seconds"`
+	Sizes        map[string]int `json:"sizes"`
+	ScoopEnv     []string       `json:"scoop_env,omitempty"`
+
+	PGToKafkaRatio     *float64 `json:"pg_to_kafka_ratio"`
+	PGSinkRatio        *float64 `json:"pg_sink_ratio"`
+	CassandraSinkRatio *float64 `json:"cassandra_sink_ratio"`
+	SnapshotRatio      *float64 `json:"snapshot_ratio"`
+	P99CommitToApplyMS *float64 `json:"p99_commit_to_apply_ms"`
+	PeakRSSMB          *float64 `json:"peak_rss_mb"`
+
+	// The figures behind the ratios (main workload; changes/s or rows/s).
+	Scoop map[string]float64 `json:"scoop"`
+	Raw   map[string]float64 `json:"raw"`
+
+	Targets   []target          `json:"targets"`
+	Workloads []*workloadResult `json:"workloads"`
+	Latency   *latencyResult    `json:"latency,omitempty"`
+	Snapshot  *snapshotResult   `json:"snapshot,omitempty"`
+	Phases    []phaseRSS        `json:"peak_rss_by_phase"`
+	Profiles  []*profileResult  `json:"cpu_profiles,omitempty"`
+	Method    []string          `json:"method"`
+	Errors    []string          `json:"errors"`
+}
+
+var methodNotes = []string{
+	"Each workload is written once into a fresh monolith table while no consumer runs; every measured consumer then drains that same WAL backlog from its own slot created before the workload (pg_recvlogical, scoop source only, scoop end to end into PostgreSQL, scoop end to end into Cassandra).",
+	"raw decode: pg_recvlogical -o proto_version=1 -o publication_names=<scoop's publication> -o messages=true -f /dev/null --endpos=<flush LSN after the last commit>; wall time incl. connection; the faster of two slots.",
+	"raw produce: org.apache.kafka.tools.ProducerPerformance --num-records <records scoop wrote> --record-size <mean key+value size of scoop's records> --throughput -1 --command-property acks=all (random payload, no compression, default 16 KB batches), on a fresh topic with scoop's 3 partitions; its own records/s (excludes JVM start). raw produce lz4: the same with --payload-file <values sampled from scoop's topic> and compression.type=lz4 batch.size=1048576 linger.ms=5, like scoop's producer (lz4, large batches). The source's limit is min(raw decode, the faster of the two).",
+	"scoop source: `scoop run` whose only mapping has its PostgreSQL sink parked (the target table is incompatible, so the sink waits with backoff and does not compete for the CPUs); done when the topic holds every record (sum of end offsets), i.e. every event is acknowledged by Kafka (acks=all); the slot's confirmed_flush_lsn follows within scoop's 1 s status interval.",
+	"scoop sinks: `scoop run` with one mapping into the service PostgreSQL database or a Cassandra keyspace; done when the mapping's consumer group has committed every record (scoop commits offsets only after the store committed the rows); the store's contents are then checked against the monolith (count, sum).",
+	"per_s of a scoop figure is the steady rate, from the first observed progress (source alone and snapshot: the first event scoop decodes, from its /status counters polled every 5 ms; sinks: the first committed batch, polled every 25 ms) to done (topic complete, polled every 10 ms; group committed everything), which leaves out process start (scoop's supervisor starts the source after its first 1 s tick), slot and group joins; wall_per_s includes them. Ratios use per_s. When the window is too short to resolve (steady=false), per_s is the wall rate.",
+	"Changes are row changes; a delete is one change but two Kafka records (event + tombstone). Raw COPY and the gocql loop write the workload table's final rows; the sink ratio compares changes/s with rows/s.",
+	"raw COPY: COPY ... FROM STDIN (text, read before with COPY TO) into a service table with the same columns and primary key. raw Cassandra: prepared INSERT of the same rows, 64 in flight, token-aware, LOCAL_QUORUM, into a table of the CQL types scoop creates.",
+	"latency: scoop live (source + PostgreSQL sink), a transaction every 10 ms at a steady rate; per row, applied_at (DEFAULT clock_timestamp() on a pre-created target: the insert inside the sink's transaction, a few ms before its commit) minus the monolith commit time (pg_xact_commit_timestamp(xmin)); same server, same clock. The sink transactions' own commit timestamps are unusable: under a replication origin session PostgreSQL records the first transaction's timestamp for all later ones.",
+	"snapshot: a pre-filled table; COPY table TO STDOUT (after one warm-up read) versus scoop on a fresh slot with the sink parked, until the topic holds every row.",
+	"peak RSS: VmHWM of each measured scoop process (one process per phase), read just before SIGTERM.",
+}
+
+func f64(v float64) *float64 { return &v }
+
+// summarize fills the top-level figures and targets.
+func (b *bench) summarize() {
+	r := b.res
+	r.Scoop, r.Raw = map[string]float64{}, map[string]float64{}
+	var main *workloadResult
+	for _, w := range r.Workloads {
+		if w.Name == "insert" {
+			main = w
+		}
+	}
+	add := func(name string, value *float64, goal string, met func(float64) bool) {
+		t := target{Name: name, Goal: goal}
+		if value == nil {
+			t.Absent = true
+		} else {
+			t.Value, t.Met = *value, met(*value)
+		}
+		r.Targets = append(r.Targets, t)
+	}
+	if main != nil {
+		if main.RawDecode != nil {
+			r.Raw["decode_changes_per_s"] = main.RawDecode.PerSec
+		}
+		if main.RawProduce != nil {
+			r.Raw["produce_changes_per_s"] = main.RawProduce.PerSec
+			r.Raw["produce_records_per_s"] = main.RawProduce.RecordsPerSec
+		}
+		if main.Copy != nil {
+			r.Raw["copy_rows_per_s"] = main.Copy.PerSec
+		}
+		if main.CassLoop != nil {
+			r.Raw["cassandra_loop_rows_per_s"] = main.CassLoop.PerSec
+		}
+		if s := main.Source; s != nil {
+			r.Scoop["source_changes_per_s"] = s.PerSec
+			r.Raw["source_limit_changes_per_s"] = s.Limit
+			if s.Limit > 0 {
+				r.PGToKafkaRatio = f64(s.Ratio)
+			}
+		}
+		if s := main.PGSink; s != nil {
+			r.Scoop["pg_sink_changes_per_s"] = s.PerSec
+			if s.Limit > 0 {
+				r.PGSinkRatio = f64(s.Ratio)
+			}
+		}
+		if s := main.CassSink; s != nil {
+			r.Scoop["cassandra_sink_changes_per_s"] = s.PerSec
+			if s.Limit > 0 {
+				r.CassandraSinkRatio = f64(s.Ratio)
+			}
+		}
+	}
+	if s := r.Snapshot; s != nil {
+		if s.CopyTo != nil {
+			r.Raw["copy_to_rows_per_s"] = s.CopyTo.PerSec
+		}
+		if s.Scoop != nil {
+			r.Scoop["snapshot_rows_per_s"] = s.Scoop.PerSec
+			if s.Scoop.Limit > 0 {
+				r.SnapshotRatio = f64(s.Scoop.Ratio)
+			}
+		}
+	}
+	if l := r.Latency; l != nil && l.Rows > 0 && l.P99 > 0 {
+		r.P99CommitToApplyMS = f64(l.P99)
+		r.Scoop["latency_rate_rows_per_s"] = l.RateAchieved
+	}
+	if len(r.Phases) > 0 {
+		m := 0.0
+		for _, p := range r.Phases {
+			m = math.Max(m, p.PeakRSSMB)
+		}
+		r.PeakRSSMB = f64(m)
+	}
+	add("pg_to_kafka_ratio", r.PGToKafkaRatio, ">= 0.85 of min(raw decode, raw produce)", func(v float64) bool { return v >= 0.85 })
+	add("pg_sink_ratio", r.PGSinkRatio, ">= 0.50 of COPY", func(v float64) bool { return v >= 0.5 })
+	add("cassandra_sink_ratio", r.CassandraSinkRatio, ">= 0.70 of the plain gocql loop", func(v float64) bool { return v >= 0.7 })
+	add("p99_commit_to_apply_ms", r.P99CommitToApplyMS, "< 100 ms at half the max rate", func(v float64) bool { return v < 100 })
+	add("peak_rss_mb", r.PeakRSSMB, "< 128 MB in every phase", func(v float64) bool { return v < 128 })
+	add("snapshot_ratio", r.SnapshotRatio, ">= 0.50 of COPY TO", func(v float64) bool { return v >= 0.5 })
+	if r.Errors == nil {
+		r.Errors = []string{}
+	}
+}
+
+// write produces latest.json/md and dated copies (not in smoke mode).
+func (b *bench) write() error {
+	dir := b.cfg.outDir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(b.res, "", "  ")
+	if err != nil {
+		return err
+	}
+	js = append(js, '\n')
+	md := []byte(b.markdown())
+	files := map[string][]byte{"latest.json": js, "latest.md": md}
+	if !b.cfg.smoke {
+		stamp := time.Now().UTC().Format("2006-01-02T1504Z")
+		files[stamp+".json"], files[stamp+".md"] = js, md
+		var text []string
+		for _, pr := range b.res.Profiles {
+			text = append(text, pr.Text)
+		}
+		if len(text) > 0 {
+			files["latest.cpu.txt"] = []byte(strings.Join(text, "\n\n"))
+		}
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	logf("results: %s", filepath.Join(dir, "latest.md"))
+	return nil
+}
+
+func num(v float64) string {
+	switch {
+	case v == 0:
+		return "–"
+	case v >= 100:
+		return commas(int64(math.Round(v)))
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func commas(n int64) string {
+	s := fmt.Sprint(n)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+func pct(v float64) string {
+	if v == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", v*100)
+}
+
+func yesNo(t target) string {
+	switch {
+	case t.Absent:
+		return "not measured"
+	case t.Met:
+		return "yes"
+	}
+	return "**no**"
+}
+
+func (b *bench) markdown() string {
+	r := b.res
+	var s strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&s, format+"\n", args...) }
+	mode := "default sizes"
+	if r.Smoke {
+		mode = "SMOKE (tiny sizes; numbers mean nothing)"
+	}
+	p("# scoop benchmark, %s", r.Date)
+	p("")
+	p("%s; commit %s; %s; load average %s at start, %s at end (the machine is shared: read the ratios, which compare figures measured in the same run); %.0f s in all.", mode, r.Git, r.Host, r.LoadStart, r.LoadEnd, r.TotalSeconds)
+	p("")
+	var main *workloadResult
+	for _, w := range r.Workloads {
+		if w.Name == "insert" {
+			main = w
+		}
+	}
+	p("## Summary")
+	p("")
+	if main != nil {
+		p("Main workload: %s.", main.Description)
+		p("")
+	}
+	p("| figure | scoop | raw limit | ratio | target | met |")
+	p("|---|---|---|---|---|---|")
+	tgt := map[string]target{}
+	for _, t := range r.Targets {
+		tgt[t.Name] = t
+	}
+	if main != nil {
+		if s := main.Source; s != nil {
+			limit := fmt.Sprintf("min(decode %s, produce %s; lz4 %s)", rateStr(main.RawDecode), rateStr(main.RawProduce), rateStr(main.RawProduceLZ4))
+			p("| PG → Kafka, changes/s | %s | %s | %s | ≥ 85%% | %s |", num(s.PerSec), limit, pct(s.Ratio), yesNo(tgt["pg_to_kafka_ratio"]))
+		}
+		if s := main.PGSink; s != nil {
+			p("| PG → Kafka → PostgreSQL, changes/s | %s | COPY %s rows/s | %s | ≥ 50%% | %s |", num(s.PerSec), rateStr(main.Copy), pct(s.Ratio), yesNo(tgt["pg_sink_ratio"]))
+		}
+		if s := main.CassSink; s != nil {
+			p("| PG → Kafka → Cassandra, changes/s | %s | gocql loop %s rows/s | %s | ≥ 70%% | %s |", num(s.PerSec), rateStr(main.CassLoop), pct(s.Ratio), yesNo(tgt["cassandra_sink_ratio"]))
+		}
+	}
+	if sn := r.Snapshot; sn != nil && sn.Scoop != nil {
+		p("| snapshot, rows/s (%s rows) | %s | COPY TO %s rows/s | %s | ≥ 50%% | %s |", commas(int64(sn.Rows)), num(sn.Scoop.PerSec), rateStr(sn.CopyTo), pct(sn.Scoop.Ratio), yesNo(tgt["snapshot_ratio"]))
+	}
+	if l := r.Latency; l != nil && l.P99 > 0 {
+		p("| commit → apply (PostgreSQL sink) at %s rows/s | p50 %.1f / p95 %.1f / **p99 %.1f** ms | | | p99 < 100 ms | %s |", num(l.RateAchieved), l.P50, l.P95, l.P99, yesNo(tgt["p99_commit_to_apply_ms"]))
+	}
+	if r.PeakRSSMB != nil {
+		p("| peak RSS, max over phases | %.1f MB | | | < 128 MB | %s |", *r.PeakRSSMB, yesNo(tgt["peak_rss_mb"]))
+	}
+	p("")
+	p("## Workloads")
+	p("")
+	p("Rates in changes/s (raw COPY and gocql loop: rows/s); the ratio is scoop's rate over its raw limit (source: min(raw decode, the faster raw produce)).")
+	p("")
+	p("| workload | changes | WAL MB | event B | raw decode | raw produce | raw produce lz4 | scoop source | ratio | COPY | PG sink | ratio | gocql loop | Cassandra sink | ratio |")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, w := range r.Workloads {
+		p("| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", w.Name, commas(int64(w.Changes)), w.WALMB, num(w.EventBytes),
+			rateStr(w.RawDecode), rateStr(w.RawProduce), rateStr(w.RawProduceLZ4), srate(w.Source), sratio(w.Source), rateStr(w.Copy), srate(w.PGSink), sratio(w.PGSink),
+			rateStr(w.CassLoop), srate(w.CassSink), sratio(w.CassSink))
+	}
+	p("")
+	for _, w := range r.Workloads {
+		p("- **%s**: %s.%s", w.Name, w.Description, wallNote(w))
+	}
+	p("")
+	p("## Peak RSS and CPU per scoop process")
+	p("")
+	p("Peak RSS is VmHWM. CPU in seconds over the phase: scoop; the PostgreSQL backends serving it (walsender; sessions in the service database: the sink's); the Kafka and Cassandra servers (shared with other work on the machine); all CPUs of the machine, busy of capacity.")
+	p("")
+	p("| phase | seconds | peak RSS MB | scoop CPU | walsender | PG sink session | Kafka | Cassandra | machine busy |")
+	p("|---|---|---|---|---|---|---|---|---|")
+	for _, ph := range r.Phases {
+		c := ph.CPU
+		machine := "–"
+		if c["machine_capacity"] > 0 {
+			machine = fmt.Sprintf("%.1f of %.1f", c["machine_busy"], c["machine_capacity"])
+		}
+		p("| %s | %.1f | %.1f | %s | %s | %s | %s | %s | %s |", ph.Phase, ph.Seconds, ph.PeakRSSMB, cpuStr(c, "scoop"), cpuStr(c, "pg_walsender"),
+			cpuStr(c, "pg_backends_service"), cpuStr(c, "kafka"), cpuStr(c, "cassandra"), machine)
+	}
+	p("")
+	if l := r.Latency; l != nil {
+		p("## Commit-to-apply latency")
+		p("")
+		p("Target rate %s rows/s (%s), achieved %s rows/s over %.0f s: %d rows in %d transactions.", num(l.RateTarget), l.RateBasis, num(l.RateAchieved), l.Seconds, l.Rows, l.Transactions)
+		p("Monolith commit → row inserted by the sink (applied_at): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms.", l.P50, l.P95, l.P99, l.Max)
+		p("")
+	}
+	for _, pr := range r.Profiles {
+		p("## CPU profile: scoop run, %s, insert backlog", pr.Label)
+		p("")
+		p("%d s of `/debug/pprof/profile` while the process drained the backlog in %.1f s (`go tool pprof -top %s`; both profiles, flat and cumulative, in latest.cpu.txt).", pr.Seconds, pr.DrainSeconds, filepath.Join("bench", "results", filepath.Base(pr.File)))
+		p("")
+		p("```")
+		p("      flat  flat%%   sum%%        cum   cum%%")
+		for _, l := range pr.Top {
+			p("%s", l)
+		}
+		p("--- by cumulative time (runtime frames left out) ---")
+		for _, l := range pr.TopCum {
+			p("%s", l)
+		}
+		p("```")
+		p("")
+	}
+	if len(r.Errors) > 0 {
+		p("## Errors")
+		p("")
+		for _, e := range r.Errors {
+			p("- %s", strings.ReplaceAll(e, "\n", " "))
+		}
+		p("")
+	}
+	p("## Method")
+	p("")
+	for _, m := range r.Method {
+		p("- %s", m)
+	}
+	return s.String()
+}
+
+func cpuStr(c map[string]float64, k string) string {
+	if v, ok := c[k]; ok {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return "–"
+}
+
+func rateStr(r *rate) string {
+	if r == nil {
+		return "–"
+	}
+	return num(r.PerSec)
+}
+
+func srate(r *scoopRate) string {
+	if r == nil {
+		return "–"
+	}
+	return num(r.PerSec)
+}
+
+func sratio(r *scoopRate) string {
+	if r == nil {
+		return "–"
+	}
+	return pct(r.Ratio)
+}
+
+func wallNote(w *workloadResult) string {
+	var parts []string
+	for _, x := range []struct {
+		name string
+		r    *scoopRate
+	}{{"source", w.Source}, {"PG sink", w.PGSink}, {"Cassandra sink", w.CassSink}} {
+		if x.r != nil {
+			note := ""
+			if !x.r.Steady {
+				note = ", too fast for a steady rate: the wall rate is used"
+			}
+			parts = append(parts, fmt.Sprintf("%s %.1f s (%s/s incl. start-up, first progress after %.1f s%s)", x.name, x.r.Seconds, num(x.r.WallPerSec), x.r.FirstProgress, note))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " Wall: " + strings.Join(parts, "; ") + "."
+}

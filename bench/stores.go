@@ -1,0 +1,420 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gocql/gocql"
+	"github.com/jackc/pgx/v5"
+	kafkago "github.com/segmentio/kafka-go"
+	"gopkg.in/inf.v0"
+
+	"github.com/scoop-cdc/scoop/internal/testenv"
+)
+
+// Every workload table has the same columns; only the wide-row workload
+// fills body (large, incompressible text: TOASTed out of line).
+const tableColumns = `id bigint PRIMARY KEY, k integer NOT NULL, v integer NOT NULL, name text,
+	amount numeric(12,2), created_at timestamptz NOT NULL DEFAULT now(), body text`
+
+func (b *bench) createMonoTable(ctx context.Context, name string) error {
+	b.add(&b.monoTables, name)
+	_, err := b.mono.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (%s)`, name, tableColumns))
+	return err
+}
+
+func (b *bench) createSvcTable(ctx context.Context, name, columns string) error {
+	b.add(&b.svcTables, name)
+	_, err := b.svc.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (%s)`, name, columns))
+	return err
+}
+
+// insertSQL inserts ids lo..hi as small rows (about 45 bytes of text), or
+// wide rows when bodyBytes > 0.
+func insertSQL(table string, lo, hi int64, bodyBytes int) string {
+	body := "NULL"
+	if bodyBytes > 0 {
+		body = fmt.Sprintf("(SELECT string_agg(md5(g::text || ':' || i), '') FROM generate_series(1, %d) i)", bodyBytes/32)
+	}
+	return fmt.Sprintf(`INSERT INTO %s (id, k, v, name, amount, created_at, body)
+		SELECT g, g %% 1000, 0, 'user-' || g || '-' || md5(g::text), (g %% 100000) / 100.0, now(), %s
+		FROM generate_series(%d, %d) g`, table, body, lo, hi)
+}
+
+// fill inserts ids 1..n in statements of step rows.
+func (b *bench) fill(ctx context.Context, table string, n, step int) error {
+	for lo := 1; lo <= n; lo += step {
+		if _, err := b.mono.Exec(ctx, insertSQL(table, int64(lo), int64(min(lo+step-1, n)), 0)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// snapshotted reports whether scoop recorded the table's initial snapshot
+// for the slot (scoop.source_tables, written once the rows are in Kafka).
+func (b *bench) snapshotted(ctx context.Context, slot string) (int64, error) {
+	var n int64
+	err := b.mono.QueryRow(ctx, `SELECT count(*) FROM scoop.source_tables WHERE slot = $1`, slot).Scan(&n)
+	return n, err
+}
+
+func (b *bench) partitions() []int {
+	p := make([]int, b.cfg.partitions)
+	for i := range p {
+		p[i] = i
+	}
+	return p
+}
+
+// createTopics creates topics with the partition count scoop uses, so that
+// nothing (a metadata lookup with auto-creation) can create them with the
+// broker's default of one partition first.
+func (b *bench) createTopics(ctx context.Context, topics ...string) error {
+	var req kafkago.CreateTopicsRequest
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafkago.TopicConfig{Topic: t, NumPartitions: b.cfg.partitions, ReplicationFactor: 1})
+	}
+	resp, err := b.kafka.CreateTopics(ctx, &req)
+	if err != nil {
+		return err
+	}
+	for t, e := range resp.Errors {
+		if e != nil && !errors.Is(e, kafkago.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", t, e)
+		}
+	}
+	return nil
+}
+
+// topicCount is the number of records in a topic (sum of end offsets).
+func (b *bench) topicCount(ctx context.Context, topic string) (int64, error) {
+	var req kafkago.ListOffsetsRequest
+	req.Topics = map[string][]kafkago.OffsetRequest{}
+	for _, p := range b.partitions() {
+		req.Topics[topic] = append(req.Topics[topic], kafkago.LastOffsetOf(p))
+	}
+	resp, err := b.kafka.ListOffsets(ctx, &req)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	parts := resp.Topics[topic]
+	if len(parts) != len(b.partitions()) {
+		return 0, fmt.Errorf("topic %s: %d partitions answered", topic, len(parts))
+	}
+	for _, p := range parts {
+		if p.Error != nil {
+			return 0, p.Error
+		}
+		n += p.LastOffset
+	}
+	return n, nil
+}
+
+// groupCount is the number of records a consumer group has committed (the
+// sink commits offsets only after the store committed the rows).
+func (b *bench) groupCount(ctx context.Context, group, topic string) (int64, error) {
+	resp, err := b.kafka.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: b.partitions()}})
+	if err != nil {
+		return 0, err
+	}
+	if resp.Error != nil {
+		return 0, resp.Error
+	}
+	var n int64
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			return 0, p.Error
+		}
+		if p.CommittedOffset > 0 {
+			n += p.CommittedOffset
+		}
+	}
+	return n, nil
+}
+
+// sampleRecords reads ten slices spread over each partition of a topic: the
+// mean key+value size of its records, and up to 3,000 of its values (for
+// ProducerPerformance --payload-file; tombstones are left out).
+func (b *bench) sampleRecords(ctx context.Context, topic string) (float64, [][]byte, error) {
+	var total, n int64
+	var values [][]byte
+	for _, p := range b.partitions() {
+		conn, err := kafkago.DialLeader(ctx, "tcp", testenv.Broker(), topic, p)
+		if err != nil {
+			return 0, nil, err
+		}
+		first, last, err := conn.ReadOffsets()
+		if err != nil {
+			conn.Close()
+			return 0, nil, err
+		}
+		first = max(first, 0)
+		for k := int64(0); k < 10 && last > first; k++ {
+			off := first + (last-first)*k/10
+			if _, err := conn.Seek(off, kafkago.SeekAbsolute); err != nil {
+				break
+			}
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			batch := conn.ReadBatch(1, 4<<20)
+			for i := 0; i < 100; i++ {
+				m, err := batch.ReadMessage()
+				if err != nil {
+					break
+				}
+				total += int64(len(m.Key) + len(m.Value))
+				n++
+				if m.Value != nil && !bytes.ContainsAny(m.Value, "\n\r") {
+					values = append(values, m.Value)
+				}
+			}
+			batch.Close()
+		}
+		conn.Close()
+	}
+	if n == 0 {
+		return 0, nil, fmt.Errorf("no records sampled from %s", topic)
+	}
+	return float64(total) / float64(n), values, nil
+}
+
+// ---------------------------------------------------------------- raw limits
+
+// rawDecode drains a pgoutput slot up to end with pg_recvlogical.
+func (b *bench) rawDecode(ctx context.Context, slot, pub, end string) (float64, error) {
+	bin := "/usr/lib/postgresql/15/bin/pg_recvlogical"
+	if _, err := os.Stat(bin); err != nil {
+		if bin, err = exec.LookPath("pg_recvlogical"); err != nil {
+			return 0, errors.New("pg_recvlogical not found")
+		}
+	}
+	cmd := exec.CommandContext(ctx, bin, "-h", "127.0.0.1", "-p", testenv.PGPort, "-U", "postgres", "-d", "monolith",
+		"--slot="+slot, "--start", "-o", "proto_version=1", "-o", "publication_names="+pub, "-o", "messages=true",
+		"-f", "/dev/null", "-F", "0", "--endpos="+end, "--no-loop")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("pg_recvlogical: %v: %s", err, out.String())
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+var perfLine = regexp.MustCompile(`(\d+) (?:steady state )?records sent, ([0-9.]+) records/sec \(([0-9.]+) MB/sec\), ([0-9.]+) ms avg latency`)
+
+// rawProduce runs Kafka's own ProducerPerformance (acks=all) for n records on
+// a fresh topic with scoop's partition count, after n/4 warm-up records (JIT;
+// its "steady state" line is used); args choose the records (--record-size
+// or --payload-file) and extra producer properties.
+func (b *bench) rawProduce(ctx context.Context, topic string, n int, args ...string) (recsPerSec float64, line string, err error) {
+	b.add(&b.topics, topic)
+	if err := b.createTopics(ctx, topic); err != nil {
+		return 0, "", err
+	}
+	stack := os.Getenv("SCOOP_STACK_DIR")
+	if stack == "" {
+		stack = filepath.Join(b.root, ".stack")
+	}
+	java := os.Getenv("SCOOP_JAVA")
+	if java == "" {
+		java = "java"
+	}
+	argv := []string{"-Xmx512m",
+		"-Dlog4j2.configurationFile=" + filepath.Join(b.root, "scripts", "deps", "kafka", "tools-log4j2.properties"),
+		"-cp", filepath.Join(stack, "jars", "kafka", "*"), "org.apache.kafka.tools.ProducerPerformance",
+		"--topic", topic, "--num-records", strconv.Itoa(n + n/4), "--warmup-records", strconv.Itoa(n / 4),
+		"--throughput", "-1", "--bootstrap-server", testenv.Broker()}
+	cmd := exec.CommandContext(ctx, java, append(argv, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return 0, "", fmt.Errorf("ProducerPerformance: %v: %s", err, tail(out.String(), 1500))
+	}
+	var last []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if m := perfLine.FindStringSubmatch(l); m != nil {
+			last, line = m, strings.TrimSpace(l)
+		}
+	}
+	if last == nil {
+		return 0, "", fmt.Errorf("ProducerPerformance: no summary line in: %s", tail(out.String(), 1500))
+	}
+	recsPerSec, _ = strconv.ParseFloat(last[2], 64)
+	return recsPerSec, line, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// rawCopy times COPY FROM STDIN of the table's rows (text format, read
+// beforehand with COPY TO) into a service table with the same primary key.
+func (b *bench) rawCopy(ctx context.Context, monoTable, svcTable string) (rows int64, secs float64, err error) {
+	var buf bytes.Buffer
+	mc, err := b.mono.Acquire(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	_, err = mc.Conn().PgConn().CopyTo(ctx, &buf, "COPY "+monoTable+" TO STDOUT")
+	mc.Release()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := b.createSvcTable(ctx, svcTable, tableColumns); err != nil {
+		return 0, 0, err
+	}
+	sc, err := b.svc.Acquire(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sc.Release()
+	start := time.Now()
+	tag, err := sc.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf.Bytes()), "COPY "+svcTable+" FROM STDIN")
+	secs = time.Since(start).Seconds()
+	if err != nil {
+		return 0, 0, err
+	}
+	if !b.cfg.keep {
+		b.svc.Exec(ctx, "DROP TABLE IF EXISTS "+svcTable)
+	}
+	return tag.RowsAffected(), secs, nil
+}
+
+// rawCopyTo times COPY table TO STDOUT into nowhere.
+func (b *bench) rawCopyTo(ctx context.Context, table string) (int64, float64, error) {
+	c, err := b.mono.Acquire(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Release()
+	start := time.Now()
+	tag, err := c.Conn().PgConn().CopyTo(ctx, io.Discard, "COPY "+table+" TO STDOUT")
+	if err != nil {
+		return 0, 0, err
+	}
+	return tag.RowsAffected(), time.Since(start).Seconds(), nil
+}
+
+type cassRow struct {
+	id        int64
+	k, v      int32
+	name      *string
+	amount    *inf.Dec
+	createdAt time.Time
+	body      *string
+}
+
+// rawCassandra times a plain gocql loop writing the table's rows with 64
+// writes in flight (prepared INSERT, token-aware, LOCAL_QUORUM: as scoop's
+// sink, without USING TIMESTAMP) into a table of the types scoop creates.
+func (b *bench) rawCassandra(ctx context.Context, monoTable, cassTable string) (int64, float64, error) {
+	rows, err := b.mono.Query(ctx, `SELECT id, k, v, name, amount::text, created_at, body FROM `+monoTable)
+	if err != nil {
+		return 0, 0, err
+	}
+	var data []cassRow
+	for rows.Next() {
+		var r cassRow
+		var amount *string
+		if err := rows.Scan(&r.id, &r.k, &r.v, &r.name, &amount, &r.createdAt, &r.body); err != nil {
+			rows.Close()
+			return 0, 0, err
+		}
+		if amount != nil {
+			r.amount, _ = new(inf.Dec).SetString(*amount)
+		}
+		data = append(data, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, err
+	}
+	full := b.ks + "." + cassTable
+	ddl := `CREATE TABLE ` + full + ` (id bigint, k int, v int, name text, amount decimal, created_at timestamp, body text, PRIMARY KEY ((id)))`
+	if err := b.cass.Query(ddl).WithContext(ctx).Exec(); err != nil {
+		return 0, 0, err
+	}
+	const inFlight = 64
+	stmt := `INSERT INTO ` + full + ` (id, k, v, name, amount, created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := time.Now()
+	for w := 0; w < inFlight; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(data)) || ctx.Err() != nil {
+					return
+				}
+				r := &data[i]
+				var amount any
+				if r.amount != nil {
+					amount = r.amount
+				}
+				if err := b.cass.Query(stmt, r.id, r.k, r.v, r.name, amount, r.createdAt, r.body).WithContext(ctx).Exec(); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	if e := firstErr.Load(); e != nil {
+		return 0, 0, e.(error)
+	}
+	if !b.cfg.keep {
+		b.cass.Query(`DROP TABLE IF EXISTS ` + full).WithContext(ctx).Exec()
+	}
+	return int64(len(data)), secs, nil
+}
+
+// ------------------------------------------------------------- verification
+
+// checksum is count, sum(v) and sum(length(body)) of a PostgreSQL table.
+func pgChecksum(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, table string) (string, error) {
+	var n, sv, sb int64
+	err := q.QueryRow(ctx, `SELECT count(*), coalesce(sum(v), 0), coalesce(sum(length(body)), 0) FROM `+table).Scan(&n, &sv, &sb)
+	return fmt.Sprintf("rows=%d sum(v)=%d body_bytes=%d", n, sv, sb), err
+}
+
+func (b *bench) cassChecksum(ctx context.Context, table string) (string, error) {
+	var n int64
+	var sv int64
+	q := b.cass.Query(`SELECT count(*), sum(v) FROM ` + b.ks + "." + table).WithContext(ctx)
+	q = q.Consistency(gocql.One)
+	if err := q.Scan(&n, &sv); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("rows=%d sum(v)=%d", n, sv), nil
+}
+
+func monoChecksumCass(ctx context.Context, b *bench, table string) (string, error) {
+	var n, sv int64
+	err := b.mono.QueryRow(ctx, `SELECT count(*), coalesce(sum(v), 0) FROM `+table).Scan(&n, &sv)
+	return fmt.Sprintf("rows=%d sum(v)=%d", n, sv), err
+}

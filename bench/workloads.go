@@ -1,0 +1,419 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// workload is a set of transactions on one monolith table. The table may be
+// pre-filled before the slots exist (those rows reach Kafka as the slots'
+// snapshots, during setup, and are not measured).
+type workload struct {
+	name    string
+	desc    string
+	prefill int
+	changes int // row changes written by the workload
+	msgs    int // Kafka records they become (a delete adds a tombstone)
+	write   func(ctx context.Context, db *pgxpool.Pool, table string) error
+}
+
+func (b *bench) workload(name string) *workload {
+	c := b.cfg
+	switch name {
+	case "insert":
+		n := c.rows
+		return &workload{name: name, desc: fmt.Sprintf("%d small-row inserts, 1,000 per transaction", n), changes: n, msgs: n,
+			write: func(ctx context.Context, db *pgxpool.Pool, t string) error {
+				for lo := 1; lo <= n; lo += 1000 {
+					if _, err := db.Exec(ctx, insertSQL(t, int64(lo), int64(min(lo+999, n)), 0)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}}
+	case "update":
+		n := c.updateRows
+		return &workload{name: name, desc: fmt.Sprintf("%d updates of a pre-filled table, 1,000 per transaction", n), prefill: n, changes: n, msgs: n,
+			write: func(ctx context.Context, db *pgxpool.Pool, t string) error {
+				for lo := 1; lo <= n; lo += 1000 {
+					sql := fmt.Sprintf(`UPDATE %s SET v = v + 1, amount = amount + 1 WHERE id BETWEEN %d AND %d`, t, lo, min(lo+999, n))
+					if _, err := db.Exec(ctx, sql); err != nil {
+						return err
+					}
+				}
+				return nil
+			}}
+	case "mix":
+		ops := c.mixOps
+		txs := ops / 1000
+		p := ops // pre-filled rows; each transaction updates 400 and deletes 200 of them
+		return &workload{name: name, desc: fmt.Sprintf("%d changes of a pre-filled table, per transaction 400 inserts + 400 updates + 200 deletes", ops),
+			prefill: p, changes: ops, msgs: txs * (400 + 400 + 2*200),
+			write: func(ctx context.Context, db *pgxpool.Pool, t string) error {
+				for j := 0; j < txs; j++ {
+					ins := int64(p + j*400)
+					sql := "BEGIN;\n" + insertSQL(t, ins+1, ins+400, 0) + ";\n" +
+						fmt.Sprintf("UPDATE %s SET v = v + 1, name = name || '+' WHERE id BETWEEN %d AND %d;\n", t, j*600+1, j*600+400) +
+						fmt.Sprintf("DELETE FROM %s WHERE id BETWEEN %d AND %d;\nCOMMIT", t, j*600+401, j*600+600)
+					if _, err := db.Exec(ctx, sql); err != nil {
+						return err
+					}
+				}
+				return nil
+			}}
+	case "bigtx":
+		n := c.bigtxRows
+		return &workload{name: name, desc: fmt.Sprintf("one transaction of %d small-row inserts", n), changes: n, msgs: n,
+			write: func(ctx context.Context, db *pgxpool.Pool, t string) error {
+				_, err := db.Exec(ctx, insertSQL(t, 1, int64(n), 0))
+				return err
+			}}
+	case "toast":
+		n := c.toastRows
+		return &workload{name: name, desc: fmt.Sprintf("%d wide-row inserts (%d bytes of TOASTed text each, 100 per transaction), then an update of each that leaves the text unchanged (1,000 per transaction)", n, c.toastBytes),
+			changes: 2 * n, msgs: 2 * n,
+			write: func(ctx context.Context, db *pgxpool.Pool, t string) error {
+				for lo := 1; lo <= n; lo += 100 {
+					if _, err := db.Exec(ctx, insertSQL(t, int64(lo), int64(min(lo+99, n)), c.toastBytes)); err != nil {
+						return err
+					}
+				}
+				for lo := 1; lo <= n; lo += 1000 {
+					sql := fmt.Sprintf(`UPDATE %s SET v = v + 1 WHERE id BETWEEN %d AND %d`, t, lo, min(lo+999, n))
+					if _, err := db.Exec(ctx, sql); err != nil {
+						return err
+					}
+				}
+				return nil
+			}}
+	}
+	panic("unknown workload " + name)
+}
+
+// runWorkload: setup (slots, snapshots of the pre-fill) -> the workload
+// written once -> every consumer of that WAL backlog measured in turn.
+func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
+	wr := &workloadResult{Name: w.name, Description: w.desc, Changes: w.changes, Messages: w.msgs, Prefill: w.prefill}
+	table := b.id + "_" + w.name
+	phase := func(p string) string { return w.name + "/" + p }
+	if err := b.createMonoTable(ctx, table); err != nil {
+		b.fail(phase("create table"), err)
+		return wr
+	}
+	if w.prefill > 0 {
+		if err := b.fill(ctx, table, w.prefill, 10000); err != nil {
+			b.fail(phase("prefill"), err)
+			return wr
+		}
+		b.mono.Exec(ctx, "VACUUM ANALYZE "+table)
+	}
+	roles := []*role{b.newRole("src", "parked", table), b.newRole("pg", "pg", table), b.newRole("cass", "cass", table)}
+	if w.name == "insert" && b.cfg.profile {
+		roles = append(roles, b.newRole("prof", "pg", table), b.newRole("profc", "cass", table))
+	}
+	byName := map[string]*role{}
+	for _, r := range roles {
+		byName[r.name] = r
+	}
+	if err := b.setup(ctx, w, roles); err != nil {
+		b.fail(phase("setup"), err)
+		for _, r := range roles {
+			b.dropSlot(r.slot)
+		}
+		return wr
+	}
+
+	// Two raw decoder slots (the faster drain counts), created last, just
+	// before the workload.
+	rawSlots := []string{table + "_raw", table + "_raw2"}
+	for _, s := range rawSlots {
+		b.add(&b.slots, s)
+		if _, err := b.mono.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s); err != nil {
+			b.fail(phase("create raw slot"), err)
+			return wr
+		}
+	}
+	rawSlot := rawSlots[0]
+
+	logf("%s: writing the workload", w.name)
+	start := time.Now()
+	if err := w.write(ctx, b.mono, table); err != nil {
+		b.fail(phase("write"), err)
+		for _, r := range roles {
+			b.dropSlot(r.slot)
+		}
+		for _, s := range rawSlots {
+			b.dropSlot(s)
+		}
+		return wr
+	}
+	wr.WriteSeconds = time.Since(start).Seconds()
+	var end string
+	b.mono.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn()::text`).Scan(&end)
+	var walBytes int64
+	b.mono.QueryRow(ctx, `SELECT pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $2`, end, rawSlot).Scan(&walBytes)
+	wr.WALMB = float64(walBytes) / (1 << 20)
+	logf("%s: %d changes written in %.1fs, %.0f MB of WAL, end LSN %s", w.name, w.changes, wr.WriteSeconds, wr.WALMB, end)
+
+	// 1. raw decode, best of two
+	for _, s := range rawSlots {
+		if secs, err := b.rawDecode(ctx, s, byName["src"].slot, end); err != nil {
+			b.fail(phase("raw decode"), err)
+		} else {
+			logf("%s: pg_recvlogical drained %d changes in %.2fs: %.0f/s", w.name, w.changes, secs, float64(w.changes)/secs)
+			if wr.RawDecode == nil || secs < wr.RawDecode.Seconds {
+				wr.RawDecode = &rate{Seconds: secs, PerSec: float64(w.changes) / secs}
+			}
+		}
+		b.dropSlot(s)
+	}
+
+	// 3. scoop source alone (sink parked)
+	src := byName["src"]
+	if pr, err := b.measure(ctx, w, src, "source", func(c context.Context) (int64, error) { return b.topicCount(c, src.topic) }, 10*time.Millisecond); err != nil {
+		b.fail(phase("scoop source"), err)
+	} else {
+		wr.Source = pr
+	}
+	b.dropSlot(src.slot)
+
+	// 2. Kafka's producer for the same record count and mean size: as asked
+	// (random payload, no compression), and like for like (scoop's own
+	// records, lz4 and large batches, as scoop's producer).
+	if size, values, err := b.sampleRecords(ctx, src.topic); err != nil {
+		b.fail(phase("sample records"), err)
+	} else {
+		wr.EventBytes = size
+		logf("%s: ProducerPerformance, %d records of %.0f bytes", w.name, w.msgs, size)
+		rps, line, err := b.rawProduce(ctx, table+"_perf", w.msgs, "--record-size", strconv.Itoa(int(math.Round(size))), "--command-property", "acks=all")
+		if err != nil {
+			b.fail(phase("raw produce"), err)
+		} else {
+			secs := float64(w.msgs) / rps
+			wr.RawProduce = &rate{Seconds: secs, PerSec: float64(w.changes) / secs, RecordsPerSec: rps, Detail: line}
+			logf("%s: %s", w.name, line)
+		}
+		payloads := filepath.Join(b.logDir, w.name+".payloads")
+		if err := os.WriteFile(payloads, bytes.Join(values, []byte("\n")), 0o644); err != nil {
+			b.fail(phase("payload file"), err)
+		} else if rps, line, err := b.rawProduce(ctx, table+"_perflz4", w.msgs, "--payload-file", payloads,
+			"--command-property", "acks=all", "compression.type=lz4", "batch.size=1048576", "linger.ms=5"); err != nil {
+			b.fail(phase("raw produce lz4"), err)
+		} else {
+			secs := float64(w.msgs) / rps
+			wr.RawProduceLZ4 = &rate{Seconds: secs, PerSec: float64(w.changes) / secs, RecordsPerSec: rps, Detail: line}
+			logf("%s: lz4, scoop's records: %s", w.name, line)
+		}
+	}
+	if wr.Source != nil {
+		produce := wr.RawProduce
+		if produce == nil || (wr.RawProduceLZ4 != nil && wr.RawProduceLZ4.PerSec > produce.PerSec) {
+			produce = wr.RawProduceLZ4
+		}
+		wr.Source.Limit = minRate(wr.RawDecode, produce)
+		wr.Source.Ratio = ratio(wr.Source.PerSec, wr.Source.Limit)
+	}
+
+	// 4a. end to end into PostgreSQL, then COPY
+	pg := byName["pg"]
+	if pr, err := b.measure(ctx, w, pg, "pg sink", func(c context.Context) (int64, error) { return b.groupCount(c, pg.group, pg.topic) }, 25*time.Millisecond); err != nil {
+		b.fail(phase("scoop pg sink"), err)
+	} else {
+		wr.PGSink = pr
+		want, err1 := pgChecksum(ctx, b.mono, table)
+		got, err2 := pgChecksum(ctx, b.svc, pg.target)
+		if err1 != nil || err2 != nil || want != got {
+			b.fail(phase("pg sink check"), fmt.Errorf("monolith %s, service %s (%v %v)", want, got, err1, err2))
+		} else {
+			pr.Check = got
+		}
+	}
+	b.dropSlot(pg.slot)
+	if rows, secs, err := b.rawCopy(ctx, table, table+"_copy"); err != nil {
+		b.fail(phase("raw COPY"), err)
+	} else {
+		wr.Copy = &rate{Seconds: secs, PerSec: float64(rows) / secs, Rows: rows}
+		logf("%s: COPY of %d rows in %.2fs: %.0f rows/s", w.name, rows, secs, wr.Copy.PerSec)
+		if wr.PGSink != nil {
+			wr.PGSink.Limit = wr.Copy.PerSec
+			wr.PGSink.Ratio = ratio(wr.PGSink.PerSec, wr.Copy.PerSec)
+		}
+	}
+
+	// 4b. end to end into Cassandra, then the plain gocql loop
+	cs := byName["cass"]
+	if pr, err := b.measure(ctx, w, cs, "cassandra sink", func(c context.Context) (int64, error) { return b.groupCount(c, cs.group, cs.topic) }, 25*time.Millisecond); err != nil {
+		b.fail(phase("scoop cassandra sink"), err)
+	} else {
+		wr.CassSink = pr
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		want, err1 := monoChecksumCass(cctx, b, table)
+		got, err2 := b.cassChecksum(cctx, cs.target)
+		cancel()
+		if err1 != nil || err2 != nil || want != got {
+			b.fail(phase("cassandra sink check"), fmt.Errorf("monolith %s, cassandra %s (%v %v)", want, got, err1, err2))
+		} else {
+			pr.Check = got
+		}
+	}
+	b.dropSlot(cs.slot)
+	if rows, secs, err := b.rawCassandra(ctx, table, w.name+"_raw"); err != nil {
+		b.fail(phase("raw cassandra loop"), err)
+	} else {
+		wr.CassLoop = &rate{Seconds: secs, PerSec: float64(rows) / secs, Rows: rows}
+		logf("%s: gocql loop wrote %d rows in %.2fs: %.0f rows/s", w.name, rows, secs, wr.CassLoop.PerSec)
+		if wr.CassSink != nil {
+			wr.CassSink.Limit = wr.CassLoop.PerSec
+			wr.CassSink.Ratio = ratio(wr.CassSink.PerSec, wr.CassLoop.PerSec)
+		}
+	}
+
+	// CPU profiles of source + each sink on the same backlog.
+	for _, x := range []struct {
+		role, label, file string
+		took              *scoopRate
+	}{{"prof", "source + PostgreSQL sink", "latest.cpu.pprof", wr.PGSink}, {"profc", "source + Cassandra sink", "latest.cpu-cassandra.pprof", wr.CassSink}} {
+		r := byName[x.role]
+		if r == nil {
+			continue
+		}
+		secs := 5.0
+		if x.took != nil {
+			secs = x.took.Seconds
+		}
+		if err := b.profile(ctx, w, r, x.label, x.file, secs); err != nil {
+			b.fail(phase("profile "+x.label), err)
+		}
+		b.dropSlot(r.slot)
+	}
+	if !b.cfg.keep {
+		b.mono.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+	}
+	return wr
+}
+
+// setup starts one scoop per role on the still unwritten table: each creates
+// its slot, publication and topic, snapshots the pre-fill and (for sinks)
+// applies it; then they are stopped, and the workload becomes their backlog.
+func (b *bench) setup(ctx context.Context, w *workload, roles []*role) error {
+	logf("%s: setup of %d scoop slots", w.name, len(roles))
+	var wg sync.WaitGroup
+	errs := make([]error, len(roles))
+	for i, r := range roles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.setupRole(ctx, w, r)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) setupRole(ctx context.Context, w *workload, r *role) error {
+	if err := b.createTopics(ctx, r.topic, r.dlq); err != nil {
+		return err
+	}
+	if r.kind == "parked" {
+		if err := b.createSvcTable(ctx, r.target, "id text PRIMARY KEY"); err != nil {
+			return err
+		}
+	} else if r.kind == "pg" {
+		b.add(&b.svcTables, r.target)
+	}
+	p, err := b.startScoop("setup", r)
+	if err != nil {
+		return err
+	}
+	defer b.stopProc(p)
+	timeout := phaseTimeout(w.prefill)
+	if _, err := waitCount(ctx, p, p.start, 1, timeout, 50*time.Millisecond, func(c context.Context) (int64, error) { return b.snapshotted(c, r.slot) }); err != nil {
+		return fmt.Errorf("%s: snapshot not recorded: %w", r.slot, err)
+	}
+	if r.kind != "parked" && w.prefill > 0 {
+		if _, err := waitCount(ctx, p, p.start, int64(w.prefill), timeout, 100*time.Millisecond, func(c context.Context) (int64, error) { return b.groupCount(c, r.group, r.topic) }); err != nil {
+			return fmt.Errorf("%s: pre-fill not applied: %w", r.slot, err)
+		}
+	}
+	return nil
+}
+
+// measure starts a role's scoop on the backlog and waits until count (topic
+// records or committed sink offsets) covers the snapshot and the workload.
+func (b *bench) measure(ctx context.Context, w *workload, r *role, what string, count func(context.Context) (int64, error), every time.Duration) (*scoopRate, error) {
+	want := int64(w.prefill + w.msgs)
+	meter := b.startCPU()
+	p, err := b.startScoop("measure", r)
+	if err != nil {
+		return nil, err
+	}
+	defer b.stopProc(p)
+	// For the source alone, the window starts when scoop decodes its first
+	// event (its /status counters), not when the first record reaches the
+	// topic: by then the forwarder's channel and first batch already hold
+	// thousands of decoded events, which would flatter the rate.
+	var decoded func() (time.Time, bool)
+	if r.kind == "parked" {
+		decoded = p.watchDecode(ctx)
+	}
+	g, err := waitCount(ctx, p, p.start, want, phaseTimeout(w.msgs), every, count)
+	if err != nil {
+		return nil, err
+	}
+	if decoded != nil {
+		if t, ok := decoded(); ok && t.Before(g.done) && (g.first.IsZero() || t.Before(g.first)) {
+			g.first, g.firstCount = t, g.initial
+		}
+	}
+	cpu := meter.stop(ctx, b, p)
+	rss := p.peakRSSMB()
+	perMsg := float64(w.changes) / float64(w.msgs)
+	steady, ok := g.steadyRate(float64(w.changes), perMsg)
+	sr := &scoopRate{
+		Seconds:       g.wall(),
+		PerSec:        steady,
+		Steady:        ok,
+		WallPerSec:    float64(w.changes) / g.wall(),
+		FirstProgress: g.first.Sub(g.start).Seconds(),
+		PeakRSSMB:     rss,
+		CPU:           cpu,
+	}
+	b.res.Phases = append(b.res.Phases, phaseRSS{Phase: w.name + " " + what, PeakRSSMB: rss, Seconds: sr.Seconds, CPU: cpu})
+	if n, err := b.topicCount(ctx, r.dlq); err == nil && n > 0 {
+		b.fail(w.name+"/"+what, fmt.Errorf("%d dead letters in %s", n, r.dlq))
+	}
+	logf("%s: scoop %s: %d changes, %.2fs wall (progress from %.2fs): %.0f/s steady, %.0f/s wall; peak RSS %.1f MB; CPU s %v",
+		w.name, what, w.changes, sr.Seconds, sr.FirstProgress, sr.PerSec, sr.WallPerSec, rss, cpu)
+	return sr, nil
+}
+
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+func minRate(rs ...*rate) float64 {
+	m := 0.0
+	for _, r := range rs {
+		if r != nil && (m == 0 || r.PerSec < m) {
+			m = r.PerSec
+		}
+	}
+	return m
+}
