@@ -241,3 +241,45 @@ func hasSource(cols []Column, name string) bool {
 	}
 	return false
 }
+
+// Collapse keeps the last change of each key in batch order, carrying over
+// values that a later update left unchanged (TOAST). A truncate cuts the
+// batch: the changes before it stay before it. Sinks that can apply a
+// batch's keys in any order rely on it (one change per key).
+func Collapse(batch []Change) []Change {
+	out := make([]Change, 0, len(batch))
+	index := map[string]int{}
+	for _, c := range batch {
+		if c.Op == 't' {
+			out = append(out, c)
+			index = map[string]int{}
+			continue
+		}
+		k, _ := json.Marshal(c.Key)
+		if i, ok := index[string(k)]; ok {
+			prev := out[i]
+			if c.Op != 'd' && prev.Op != 'd' && len(c.Unchanged) > 0 {
+				merged := c
+				merged.After = make(map[string]json.RawMessage, len(c.After))
+				for n, v := range c.After {
+					merged.After[n] = v
+				}
+				merged.Unchanged = map[string]bool{}
+				for n := range c.Unchanged {
+					if v, ok := prev.After[n]; ok && !prev.Unchanged[n] {
+						merged.After[n] = v
+					} else {
+						merged.Unchanged[n] = true
+					}
+				}
+				c = merged
+			}
+			out[i] = c
+			continue
+		}
+		index[string(k)] = len(out)
+		out = append(out, c)
+	}
+	return out
+}
+
