@@ -35,6 +35,8 @@ type ForwarderConfig struct {
 	MaxRecords int           // records per Publish call (default 5000)
 	MaxBytes   int           // key+value bytes per Publish call (default 8 MiB)
 	Linger     time.Duration // how long to wait for more records before publishing (default 2ms)
+	// Budget, when set, is released as records are published.
+	Budget *Budget
 }
 
 func (c *ForwarderConfig) defaults() {
@@ -64,6 +66,7 @@ func Forward(ctx context.Context, cfg ForwarderConfig, in <-chan Item, pub Publi
 			if err := pub.Publish(ctx, batch); err != nil {
 				return fmt.Errorf("publish %d records: %w", len(batch), err)
 			}
+			cfg.Budget.Release(int64(bytes))
 			clear(batch)
 			batch = batch[:0]
 			bytes = 0

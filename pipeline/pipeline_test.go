@@ -179,3 +179,37 @@ func TestValidateMappings(t *testing.T) {
 		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestBudget(t *testing.T) {
+	b := NewBudget(100)
+	ctx := context.Background()
+	if err := b.Acquire(ctx, 60); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	go func() {
+		b.Acquire(ctx, 60) // waits: 120 > 100
+		close(got)
+	}()
+	select {
+	case <-got:
+		t.Fatal("acquired past the limit")
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.Release(60)
+	select {
+	case <-got:
+	case <-time.After(time.Second):
+		t.Fatal("not woken by the release")
+	}
+	b.Release(60)
+	// A record larger than the whole budget passes alone.
+	if err := b.Acquire(ctx, 500); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := b.Acquire(cctx, 1); err != context.DeadlineExceeded {
+		t.Fatalf("got %v", err)
+	}
+}

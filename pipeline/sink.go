@@ -282,4 +282,3 @@ func Collapse(batch []Change) []Change {
 	}
 	return out
 }
-

@@ -30,6 +30,8 @@ type Config struct {
 	SnapshotChunkRows int           `env:"SCOOP_SNAPSHOT_CHUNK_ROWS" envDefault:"10000"`
 	PGSinkMethod      string        `env:"SCOOP_PG_SINK_METHOD" envDefault:"copy"`
 	SinkBatch         int           `env:"SCOOP_SINK_BATCH" envDefault:"5000"`
+	SinkBatchMB       int           `env:"SCOOP_SINK_BATCH_MB" envDefault:"8"`
+	BufferMB          int           `env:"SCOOP_BUFFER_MB" envDefault:"32"`
 	CassandraInFlight int           `env:"SCOOP_CASSANDRA_MAX_IN_FLIGHT" envDefault:"128"`
 	AdminAddr         string        `env:"SCOOP_ADMIN_ADDR" envDefault:"127.0.0.1:7070"`
 	AdminToken        string        `env:"SCOOP_ADMIN_TOKEN"`
@@ -77,6 +79,12 @@ func (c *Config) validate() error {
 	}
 	if c.PGSinkMethod != "copy" && c.PGSinkMethod != "insert" {
 		bad("SCOOP_PG_SINK_METHOD=%q: use copy or insert", c.PGSinkMethod)
+	}
+	if c.BufferMB < 1 {
+		bad("SCOOP_BUFFER_MB=%d: must be at least 1", c.BufferMB)
+	}
+	if c.SinkBatchMB < 1 {
+		bad("SCOOP_SINK_BATCH_MB=%d: must be at least 1", c.SinkBatchMB)
 	}
 	if c.SinkBatch < 1 {
 		bad("SCOOP_SINK_BATCH=%d: must be at least 1", c.SinkBatch)

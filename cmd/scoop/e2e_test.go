@@ -215,6 +215,16 @@ func TestEndToEnd(t *testing.T) {
 	if n != 0 {
 		t.Fatal("excluded column secret exists in the service table")
 	}
+	// The service row's commit carries the monolith's commit time (the sink
+	// sets it on its replication origin).
+	testenv.Exec(t, mono, fmt.Sprintf(`UPDATE %s SET note = 'stamped' WHERE id = 2`, schema.QuoteIdent(orders)))
+	waitEqual(t, d, "stamped", pgOrders(t, "monolith", orders), pgOrders(t, "service", orders+"_copy"))
+	var src, dst time.Time
+	mono.QueryRow(context.Background(), fmt.Sprintf(`SELECT pg_xact_commit_timestamp(xmin) FROM %s WHERE id = 2`, schema.QuoteIdent(orders))).Scan(&src)
+	svc.QueryRow(context.Background(), fmt.Sprintf(`SELECT pg_xact_commit_timestamp(xmin) FROM %s WHERE id = 2`, schema.QuoteIdent(orders+"_copy"))).Scan(&dst)
+	if !src.Equal(dst) {
+		t.Fatalf("service commit time %s, monolith commit time %s", dst, src)
+	}
 }
 
 // TestSinkKilledMidBatch: scoop is killed with SIGKILL while the sinks apply

@@ -34,6 +34,7 @@ type daemon struct {
 	source   atomic.Pointer[postgres.Source]
 	acked    atomic.Uint64
 	stats    postgres.SourceStats
+	budget   *pipeline.Budget
 }
 
 // run wires the daemon. The first fatal error cancels everything; SIGTERM
@@ -48,7 +49,9 @@ func run(ctx context.Context) error {
 	}
 	log := cfg.logger()
 	slog.SetDefault(log)
-	d := &daemon{cfg: cfg, log: log, registry: postgres.NewRegistry(cfg.SourceURL, cfg.Slot), items: make(chan pipeline.Item, 8192)}
+	d := &daemon{cfg: cfg, log: log, registry: postgres.NewRegistry(cfg.SourceURL, cfg.Slot), items: make(chan pipeline.Item, 8192),
+		budget: pipeline.NewBudget(int64(cfg.BufferMB) << 20)}
+	defer d.registry.Close()
 	if cfg.MappingsFile != "" {
 		file, err := pipeline.LoadFile(cfg.MappingsFile, cfg.Stores)
 		if err != nil {
@@ -79,7 +82,7 @@ func run(ctx context.Context) error {
 	log.Info("scoop starting", "version", version, "slot", cfg.Slot, "brokers", cfg.KafkaBrokers)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		err := pipeline.Forward(gctx, pipeline.ForwarderConfig{}, d.items, d.producer, d.ack)
+		err := pipeline.Forward(gctx, pipeline.ForwarderConfig{Budget: d.budget}, d.items, d.producer, d.ack)
 		d.admin.ready.Store(false)
 		return err
 	})
@@ -147,8 +150,7 @@ func (d *daemon) supervise(ctx context.Context) error {
 	lastVersion := int64(-1)
 	backoff := time.Second
 	var lastStart time.Time
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	next := time.After(0) // reconcile at once, then every second
 	for {
 		var srcDone <-chan error
 		if src != nil {
@@ -171,7 +173,8 @@ func (d *daemon) supervise(ctx context.Context) error {
 			}
 			backoff = min(backoff*2, 30*time.Second)
 			continue
-		case <-tick.C:
+		case <-next:
+			next = time.After(time.Second)
 		}
 		version, err := d.registry.Version(ctx)
 		if err != nil {
@@ -274,6 +277,7 @@ func (d *daemon) newSource(mappings []postgres.RegisteredMapping) (*postgres.Sou
 		SnapshotChunkRows: d.cfg.SnapshotChunkRows,
 		Logger:            d.log,
 		Stats:             &d.stats,
+		Budget:            d.budget,
 	})
 }
 

@@ -77,7 +77,7 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 			stats.Paused.Store(false)
 			return kafka.Consume(ctx, kafka.ConsumerConfig{
 				Brokers: cfg.KafkaBrokers, GroupID: group, Topic: topic, Mapping: &m.Mapping,
-				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log, MaxBatch: cfg.SinkBatch,
+				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log, MaxBatch: cfg.SinkBatch, MaxBatchBytes: cfg.SinkBatchMB << 20,
 			}, sink, stats)
 		}()
 		if ctx.Err() != nil {

@@ -19,8 +19,10 @@ type ConsumerConfig struct {
 	GroupID  string // one consumer group per mapping: scoop.<mapping>
 	Topic    string
 	Mapping  *pipeline.Mapping
-	MaxBatch int           // changes per sink transaction (default 2000)
-	Linger   time.Duration // wait for a fuller batch (default 20ms)
+	MaxBatch int // changes per sink transaction (default 2000)
+	// MaxBatchBytes bounds a batch's key+value bytes (default 8 MiB).
+	MaxBatchBytes int
+	Linger        time.Duration // wait for a fuller batch (default 20ms)
 	// DeadLetters publishes events that can never be applied.
 	DeadLetters pipeline.Publisher
 	DLQTopic    string
@@ -47,6 +49,9 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 2000
 	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 8 << 20
+	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = 20 * time.Millisecond
 	}
@@ -61,15 +66,18 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 	}
 	log := cfg.Logger.With("mapping", cfg.Mapping.Name, "topic", cfg.Topic)
 	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:        cfg.Brokers,
-		GroupID:        cfg.GroupID,
-		Topic:          cfg.Topic,
-		MinBytes:       1,
-		MaxBytes:       16 << 20,
-		MaxWait:        100 * time.Millisecond,
-		StartOffset:    cfg.StartOffset,
-		CommitInterval: 0, // synchronous commits, after the sink's
-		QueueCapacity:  cfg.MaxBatch,
+		Brokers:       cfg.Brokers,
+		GroupID:       cfg.GroupID,
+		Topic:         cfg.Topic,
+		MinBytes:      1,
+		MaxWait:       100 * time.Millisecond,
+		StartOffset:   cfg.StartOffset,
+		QueueCapacity: min(cfg.MaxBatch, 1000),
+		MaxBytes:      min(cfg.MaxBatchBytes, 16<<20),
+		// Offsets are committed after the store committed the batch; the
+		// commit to Kafka itself is asynchronous (the PostgreSQL sink keeps
+		// its own offsets, and every sink is idempotent under redelivery).
+		CommitInterval: time.Second,
 		// A crashed instance's partitions move to the others within ~10s.
 		SessionTimeout:    10 * time.Second,
 		RebalanceTimeout:  10 * time.Second,
@@ -87,13 +95,15 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 			return fmt.Errorf("mapping %s: fetch from %s: %w", cfg.Mapping.Name, cfg.Topic, err)
 		}
 		msgs = append(msgs, m)
+		size := len(m.Key) + len(m.Value)
 		lctx, cancel := context.WithTimeout(ctx, cfg.Linger)
-		for len(msgs) < cfg.MaxBatch {
+		for len(msgs) < cfg.MaxBatch && size < cfg.MaxBatchBytes {
 			m, err := r.FetchMessage(lctx)
 			if err != nil {
 				break
 			}
 			msgs = append(msgs, m)
+			size += len(m.Key) + len(m.Value)
 		}
 		cancel()
 		if ctx.Err() != nil {

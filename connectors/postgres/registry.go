@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,6 +19,10 @@ import (
 type Registry struct {
 	url  string
 	slot string
+
+	mu       sync.Mutex
+	poll     *pgx.Conn // kept for Version, which daemons call every second
+	prepared bool      // the registry tables exist
 }
 
 // RegisteredMapping is a mapping as stored, with its replay generation.
@@ -45,6 +50,12 @@ func (r *Registry) conn(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.mu.Lock()
+	prepared := r.prepared
+	r.mu.Unlock()
+	if prepared {
+		return conn, nil
+	}
 	_, err = conn.Exec(ctx, `
 		CREATE SCHEMA IF NOT EXISTS scoop;
 		CREATE TABLE IF NOT EXISTS scoop.mappings (
@@ -61,22 +72,51 @@ func (r *Registry) conn(ctx context.Context) (*pgx.Conn, error) {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("prepare the mapping registry (schema scoop in the monolith): %w", err)
 	}
+	r.mu.Lock()
+	r.prepared = true
+	r.mu.Unlock()
 	return conn, nil
+}
+
+// Close releases the polling connection.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.poll != nil {
+		r.poll.Close(context.Background())
+		r.poll = nil
+	}
 }
 
 // Version changes whenever the deployment's mappings change.
 func (r *Registry) Version(ctx context.Context) (int64, error) {
-	conn, err := r.conn(ctx)
+	r.mu.Lock()
+	conn := r.poll
+	r.poll = nil
+	r.mu.Unlock()
+	if conn == nil || conn.IsClosed() {
+		var err error
+		if conn, err = r.conn(ctx); err != nil {
+			return 0, err
+		}
+	}
+	var v int64
+	err := conn.QueryRow(ctx, `SELECT version FROM scoop.registry WHERE slot = $1`, r.slot).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = nil
+	}
 	if err != nil {
+		conn.Close(context.Background())
 		return 0, err
 	}
-	defer conn.Close(context.Background())
-	var v int64
-	err = conn.QueryRow(ctx, `SELECT version FROM scoop.registry WHERE slot = $1`, r.slot).Scan(&v)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
+	r.mu.Lock()
+	if r.poll == nil {
+		r.poll = conn
+	} else {
+		conn.Close(context.Background())
 	}
-	return v, err
+	r.mu.Unlock()
+	return v, nil
 }
 
 // List returns the registered mappings, by name.

@@ -264,6 +264,15 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 			done[c.Partition] = p
 			high[c.Partition] = p
 		}
+		// Record the source position and commit time with the origin: the
+		// commit then carries the monolith's commit time (with
+		// track_commit_timestamp) and pg_replication_origin_progress shows
+		// how far this store is.
+		if last := lastStreamed(apply); last != nil {
+			if _, err := tx.Exec(ctx, `SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2)`, formatLSN(last.CommitLSN), last.CommitTime); err != nil {
+				return fmt.Errorf("set the origin's commit position: %w", err)
+			}
+		}
 		var b pgx.Batch
 		if s.cfg.Method == MethodInsert {
 			for i := range apply {
@@ -296,6 +305,17 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 	}
 	return nil
 }
+
+func lastStreamed(changes []pipeline.Change) *pipeline.Change {
+	for i := len(changes) - 1; i >= 0; i-- {
+		if changes[i].CommitLSN != 0 {
+			return &changes[i]
+		}
+	}
+	return nil
+}
+
+func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 // progress is what a sink has applied of one partition: the Kafka offset,
 // and the source position (commit LSN, LSN) of the last streamed change.

@@ -85,12 +85,7 @@ func (s *Source) snapshotTable(ctx context.Context, pc *pgconn.PgConn, enc *sche
 			if err != nil {
 				return err
 			}
-			select {
-			case out <- pipeline.Item{Record: rec}:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return s.handOver(ctx, out, pipeline.Item{Record: rec})
 		})
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", name, err)

@@ -44,6 +44,8 @@ type SourceConfig struct {
 	Logger            *slog.Logger
 	// Stats, when set, is shared with earlier runs of the source.
 	Stats *SourceStats
+	// Budget, when set, bounds the bytes of records handed to the forwarder.
+	Budget *pipeline.Budget
 }
 
 var slotNameRe = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
@@ -117,6 +119,24 @@ func NewSource(cfg SourceConfig) (*Source, error) {
 		s.tables[t] = true
 	}
 	return s, nil
+}
+
+// handOver passes an item to the forwarder, within the byte budget.
+func (s *Source) handOver(ctx context.Context, out chan<- pipeline.Item, it pipeline.Item) error {
+	if it.Record != nil {
+		if err := s.cfg.Budget.Acquire(ctx, it.Record.Size()); err != nil {
+			return err
+		}
+	}
+	select {
+	case out <- it:
+		return nil
+	case <-ctx.Done():
+		if it.Record != nil {
+			s.cfg.Budget.Release(it.Record.Size())
+		}
+		return ctx.Err()
+	}
 }
 
 // Stats exposes the source's counters.

@@ -42,14 +42,7 @@ func (s *Source) stream(ctx context.Context, repl *pgconn.PgConn, start pglogrep
 	relations := map[uint32]*schema.Table{}
 	enc := schema.NewEncoder(s.cfg.Encoding, s.types)
 	var tx txState
-	send := func(it pipeline.Item) error {
-		select {
-		case out <- it:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	send := func(it pipeline.Item) error { return s.handOver(ctx, out, it) }
 	nextStatus := time.Now()
 	var lastSent uint64
 	for {
