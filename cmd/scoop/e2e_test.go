@@ -379,3 +379,26 @@ func TestOversizedEventDeadLettered(t *testing.T) {
 		t.Fatalf("dead letter key %s headers %v", msgs[0].Key, h)
 	}
 }
+
+// TestPreconditionStopsDaemon: a slot that vanished after its snapshot makes
+// scoop exit non-zero at once with the fix in the message, not hang.
+func TestPreconditionStopsDaemon(t *testing.T) {
+	table := createTable(t, 3)
+	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: pre\n    source: public.%s\n    store: accounts\n", table))
+	d := startProc(t, e.env)
+	waitReady(t, d)
+	d.cmd.Process.Signal(sigterm)
+	d.cmd.Wait()
+	testenv.Exec(t, testenv.Conn(t, "monolith"), `SELECT pg_drop_replication_slot($1)`, e.slot)
+	d = startProc(t, e.env)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(d.logs(), fmt.Sprintf(`replication slot %q is missing although its tables were snapshotted before`, e.slot)) {
+			t.Fatalf("exit %v\n%s", err, d.logs())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("scoop did not stop on a lost slot\n%s", d.logs())
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -57,6 +58,14 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		go func() {
+			// A backstop: whatever hangs, scoop leaves within 15 s of SIGTERM.
+			// Nothing is lost: positions only move after delivery.
+			<-ctx.Done()
+			time.Sleep(15 * time.Second)
+			fmt.Fprintln(stderr, "scoop: shutdown took more than 15s; exiting")
+			os.Exit(1)
+		}()
 		if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(stderr, "scoop: %v\n", err)
 			return 1

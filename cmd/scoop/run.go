@@ -113,20 +113,26 @@ func (d *daemon) ack(lsn uint64) {
 	}
 }
 
-// worker is a running goroutine that can be stopped.
+// worker is a running goroutine that can be stopped; done is closed when
+// it has returned, and err is then its result.
 type worker struct {
 	key    string
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{}
+	err    error
 }
 
 func start(ctx context.Context, key string, fn func(context.Context) error) *worker {
 	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{key: key, cancel: cancel, done: make(chan error, 1)}
-	go func() { w.done <- fn(wctx) }()
+	w := &worker{key: key, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		w.err = fn(wctx)
+		close(w.done)
+	}()
 	return w
 }
 
+// stop cancels the worker and waits for it; safe after it has returned.
 func (w *worker) stop() {
 	w.cancel()
 	<-w.done
@@ -152,14 +158,15 @@ func (d *daemon) supervise(ctx context.Context) error {
 	var lastStart time.Time
 	next := time.After(0) // reconcile at once, then every second
 	for {
-		var srcDone <-chan error
+		var srcDone <-chan struct{}
 		if src != nil {
 			srcDone = src.done
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-srcDone:
+		case <-srcDone:
+			err := src.err
 			if errors.Is(err, postgres.ErrPrecondition) {
 				return err
 			}
