@@ -12,8 +12,11 @@ import (
 
 // Change is a change event as a sink sees it, decoded from Kafka.
 type Change struct {
-	Op         byte // 'c', 'u', 'd', 'r', 't'
-	Key        map[string]json.RawMessage
+	Op  byte // 'c', 'u', 'd', 'r', 't'
+	Key map[string]json.RawMessage
+	// KeyID identifies the row within a batch: the Kafka key as written by
+	// the source (canonical), or the marshalled Key.
+	KeyID      string
 	After      map[string]json.RawMessage // nil for deletes and truncates
 	Unchanged  map[string]bool            // TOAST columns to leave as they are
 	CommitTime time.Time                  // source commit time (µs precision)
@@ -99,7 +102,6 @@ func IsPermanent(err error) bool {
 }
 
 type envelope struct {
-	Before    map[string]json.RawMessage `json:"before"`
 	After     map[string]json.RawMessage `json:"after"`
 	Op        string                     `json:"op"`
 	Unchanged []string                   `json:"unchanged"`
@@ -255,8 +257,12 @@ func Collapse(batch []Change) []Change {
 			index = map[string]int{}
 			continue
 		}
-		k, _ := json.Marshal(c.Key)
-		if i, ok := index[string(k)]; ok {
+		k := c.KeyID
+		if k == "" {
+			b, _ := json.Marshal(c.Key)
+			k = string(b)
+		}
+		if i, ok := index[k]; ok {
 			prev := out[i]
 			if c.Op != 'd' && prev.Op != 'd' && len(c.Unchanged) > 0 {
 				merged := c
@@ -277,7 +283,7 @@ func Collapse(batch []Change) []Change {
 			out[i] = c
 			continue
 		}
-		index[string(k)] = len(out)
+		index[k] = len(out)
 		out = append(out, c)
 	}
 	return out

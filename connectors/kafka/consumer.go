@@ -134,6 +134,7 @@ func applyBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, sink 
 			continue // tombstone: the delete before it did the work
 		}
 		c.Topic, c.Partition, c.Offset = m.Topic, m.Partition, m.Offset
+		c.KeyID = string(m.Key)
 		cfg.Mapping.Shape(&c)
 		changes = append(changes, c)
 	}

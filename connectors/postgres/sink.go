@@ -448,6 +448,9 @@ func pgText(col pipeline.Column, raw json.RawMessage) (any, error) {
 func scalarText(base string, raw json.RawMessage) (string, error) {
 	switch raw[0] {
 	case '"':
+		if base != "bytea" && bytes.IndexByte(raw, '\\') < 0 {
+			return string(raw[1 : len(raw)-1]), nil // nothing escaped
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", err

@@ -432,20 +432,74 @@ func TestPreconditions(t *testing.T) {
 }
 
 func runOnce(t *testing.T, url, slot string, tables []postgres.TableName) error {
+	return runFor(t, url, slot, tables, 20*time.Second)
+}
+
+// runFor runs a source for at most d, its items taken as if published.
+func runFor(t *testing.T, url, slot string, tables []postgres.TableName, d time.Duration) error {
 	t.Helper()
 	src, err := postgres.NewSource(postgres.SourceConfig{URL: url, Slot: slot, Publication: slot, Tables: tables,
 		Topic: func(s, t string) string { return s + "." + t }})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	items := make(chan pipeline.Item, 16)
 	go func() {
-		for range items {
+		for it := range items {
+			if it.Barrier != nil {
+				close(it.Barrier)
+			}
+			if it.Mark != 0 {
+				src.Ack(it.Mark)
+			}
 		}
 	}()
+	defer close(items)
 	return src.Run(ctx, items)
+}
+
+// TestRefusesWithoutLogicalWAL runs against a server with wal_level=replica.
+func TestRefusesWithoutLogicalWAL(t *testing.T) {
+	c := testenv.NewCluster(t, "wal_level=replica")
+	err := runOnce(t, c.URL("postgres"), "s", nil)
+	want := `source precondition: wal_level is "replica"; set wal_level = logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+}
+
+// TestRefusesLostSlot: a slot invalidated by max_slot_wal_keep_size is
+// reported, never silently recreated.
+func TestRefusesLostSlot(t *testing.T) {
+	c := testenv.NewCluster(t, "wal_level=logical", "max_slot_wal_keep_size=1MB", "max_wal_size=32MB", "min_wal_size=32MB")
+	conn, err := pgx.Connect(context.Background(), c.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	testenv.Exec(t, conn, `CREATE TABLE t (id int PRIMARY KEY)`)
+	tables := []postgres.TableName{{Schema: "public", Name: "t"}}
+	if err := runFor(t, c.URL("postgres"), "lost", tables, 3*time.Second); err != context.DeadlineExceeded {
+		t.Fatalf("first run: %v", err)
+	}
+	testenv.Exec(t, conn, `CREATE TABLE filler (pad text)`)
+	var status string
+	for i := 0; i < 20 && status != "lost"; i++ {
+		testenv.Exec(t, conn, `INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 5000)`)
+		testenv.Exec(t, conn, `SELECT pg_switch_wal()`)
+		testenv.Exec(t, conn, `CHECKPOINT`)
+		conn.QueryRow(context.Background(), `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = 'lost'`).Scan(&status)
+	}
+	if status != "lost" {
+		t.Fatalf("slot not invalidated (wal_status %q)", status)
+	}
+	err = runOnce(t, c.URL("postgres"), "lost", tables)
+	want := `source precondition: replication slot "lost" was invalidated (wal_status = lost): the WAL it needed is gone and changes since its last confirmed position cannot be recovered. Scoop will not silently recreate it. To start over with a fresh snapshot: SELECT pg_drop_replication_slot('lost'); DELETE FROM scoop.source_tables WHERE slot = 'lost'; then restart scoop (consider raising max_slot_wal_keep_size)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
 }
 
 // TestMissingSlotAfterSnapshot: a slot that vanished after its snapshot is
