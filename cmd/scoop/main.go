@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
@@ -56,6 +57,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "scoop %s\n", version)
 		return 0
 	case "run":
+		// A soft memory limit keeps the heap near what scoop holds (bounded
+		// batches and buffers) instead of twice that; GOMEMLIMIT overrides it.
+		if os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(96 << 20)
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		go func() {

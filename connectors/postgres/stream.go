@@ -45,6 +45,8 @@ func (s *Source) stream(ctx context.Context, repl *pgconn.PgConn, start pglogrep
 	send := func(it pipeline.Item) error { return s.handOver(ctx, out, it) }
 	nextStatus := time.Now()
 	var lastSent uint64
+	var deadline deadlineCtx
+	defer deadline.release()
 	for {
 		if now := time.Now(); !now.Before(nextStatus) {
 			if err := s.sendStatus(ctx, repl, false); err != nil {
@@ -53,9 +55,7 @@ func (s *Source) stream(ctx context.Context, repl *pgconn.PgConn, start pglogrep
 			lastSent = s.acked.Load()
 			nextStatus = now.Add(s.cfg.StatusInterval)
 		}
-		rctx, cancel := context.WithDeadline(ctx, nextStatus)
-		raw, err := repl.ReceiveMessage(rctx)
-		cancel()
+		raw, err := repl.ReceiveMessage(deadline.until(ctx, nextStatus))
 		if err != nil {
 			if ctx.Err() != nil {
 				s.sendStatus(context.Background(), repl, false)
@@ -287,4 +287,27 @@ func isOwnOrigin(name, origin string) bool {
 		}
 	}
 	return true
+}
+
+// deadlineCtx reuses one deadline context per status period instead of
+// creating one (and its timer) for every message received.
+type deadlineCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	at     time.Time
+}
+
+func (d *deadlineCtx) until(parent context.Context, at time.Time) context.Context {
+	if d.ctx == nil || !d.at.Equal(at) {
+		d.release()
+		d.ctx, d.cancel = context.WithDeadline(parent, at)
+		d.at = at
+	}
+	return d.ctx
+}
+
+func (d *deadlineCtx) release() {
+	if d.cancel != nil {
+		d.cancel()
+	}
 }
