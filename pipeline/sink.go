@@ -134,6 +134,42 @@ func DecodeChange(key, value []byte) (c Change, ok bool, err error) {
 	if value == nil {
 		return c, false, nil
 	}
+	if fast, err := decodeFast(key, value); err == nil && validChange(&fast) == nil {
+		return fast, true, nil
+	}
+	return decodeStandard(key, value)
+}
+
+// validChange checks what every decoder must have found.
+func validChange(c *Change) error {
+	if !bytes.ContainsRune([]byte("cudrt"), rune(c.Op)) {
+		return fmt.Errorf("decode event value: unknown op %q", string(c.Op))
+	}
+	if c.Op == 't' {
+		return nil
+	}
+	if c.Key == nil {
+		return errors.New("decode event: no key")
+	}
+	if len(c.Key) == 0 {
+		return errors.New("decode event key: empty key")
+	}
+	if c.Op != 'd' && c.After == nil {
+		return fmt.Errorf("decode event: op %q without after", string(c.Op))
+	}
+	return nil
+}
+
+func commitTime(tsMs, tsUs int64) time.Time {
+	if tsUs != 0 {
+		return time.UnixMicro(tsUs).UTC()
+	}
+	return time.UnixMilli(tsMs).UTC()
+}
+
+// decodeStandard is the encoding/json path: Kafka Connect wrapping, other
+// producers' layouts, and the wording of errors.
+func decodeStandard(key, value []byte) (c Change, ok bool, err error) {
 	var env envelope
 	if err := json.Unmarshal(unwrapConnect(value), &env); err != nil {
 		return c, false, fmt.Errorf("decode event value: %w", err)

@@ -1,0 +1,236 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// A small JSON scanner for the hot path of the sinks: it walks an object's
+// members and hands out their raw values without building anything, so
+// decoding an event costs one pass and one map. Anything it does not expect
+// makes DecodeChange fall back to encoding/json, which also words the errors.
+
+var errScan = errors.New("unexpected JSON")
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] == '"' and
+// whether it contains escapes.
+func skipString(b []byte, i int) (int, bool, error) {
+	escaped := false
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped, nil
+		}
+	}
+	return 0, false, errScan
+}
+
+// skipValue returns the index after the value starting at b[i].
+func skipValue(b []byte, i int) (int, error) {
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return 0, errScan
+	}
+	switch b[i] {
+	case '"':
+		j, _, err := skipString(b, i)
+		return j, err
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				k, _, err := skipString(b, j)
+				if err != nil {
+					return 0, err
+				}
+				j = k - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, nil
+				}
+			}
+		}
+		return 0, errScan
+	default: // number, true, false, null
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\n' && b[j] != '\t' && b[j] != '\r' {
+			j++
+		}
+		if j == i {
+			return 0, errScan
+		}
+		return j, nil
+	}
+}
+
+// eachMember calls fn with each member of the object in b (keys unescaped,
+// values raw).
+func eachMember(b []byte, fn func(key string, val []byte) error) error {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return errScan
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return errScan
+		}
+		end, escaped, err := skipString(b, i)
+		if err != nil {
+			return err
+		}
+		key := string(b[i+1 : end-1])
+		if escaped || !utf8.ValidString(key) {
+			if err := json.Unmarshal(b[i:end], &key); err != nil {
+				return errScan
+			}
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return errScan
+		}
+		start := skipSpace(b, i+1)
+		vend, err := skipValue(b, start)
+		if err != nil {
+			return err
+		}
+		if err := fn(key, b[start:vend]); err != nil {
+			return err
+		}
+		i = skipSpace(b, vend)
+		if i >= len(b) {
+			return errScan
+		}
+		if b[i] == '}' {
+			if skipSpace(b, i+1) != len(b) {
+				return errScan
+			}
+			return nil
+		}
+		if b[i] != ',' {
+			return errScan
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+// rawObject returns the members of an object as raw values (nil for null).
+func rawObject(b []byte) (map[string]json.RawMessage, error) {
+	if string(b) == "null" {
+		return nil, nil
+	}
+	m := make(map[string]json.RawMessage, 16)
+	err := eachMember(b, func(k string, v []byte) error {
+		m[k] = v
+		return nil
+	})
+	return m, err
+}
+
+// decodeFast decodes scoop's envelope in one pass; errScan means "use the
+// standard decoder".
+func decodeFast(key, value []byte) (c Change, err error) {
+	var op []byte
+	var source []byte
+	// Member names match case-insensitively, as encoding/json matches them.
+	err = eachMember(value, func(k string, v []byte) error {
+		switch fold(k) {
+		case "op":
+			op = v
+		case "after":
+			after, err := rawObject(v)
+			c.After = after
+			return err
+		case "source":
+			source = v
+		case "unchanged":
+			if string(v) == "null" {
+				return nil
+			}
+			var names []string
+			if err := json.Unmarshal(v, &names); err != nil {
+				return errScan
+			}
+			if len(names) > 0 {
+				c.Unchanged = make(map[string]bool, len(names))
+			}
+			for _, n := range names {
+				c.Unchanged[n] = true
+			}
+		case "schema", "payload":
+			return errScan // Kafka Connect wrapping: the standard path
+		}
+		return nil
+	})
+	if err != nil {
+		return c, errScan
+	}
+	if len(op) != 3 || op[0] != '"' || op[2] != '"' {
+		return c, errScan
+	}
+	c.Op = op[1]
+	var tsMs, tsUs int64
+	if source != nil {
+		err = eachMember(source, func(k string, v []byte) error {
+			var err error
+			switch fold(k) {
+			case "ts_ms":
+				tsMs, err = strconv.ParseInt(string(v), 10, 64)
+			case "ts_us":
+				tsUs, err = strconv.ParseInt(string(v), 10, 64)
+			case "lsn":
+				if string(v) != "null" {
+					c.LSN, err = strconv.ParseUint(string(v), 10, 64)
+				}
+			case "commit_lsn":
+				if string(v) != "null" {
+					c.CommitLSN, err = strconv.ParseUint(string(v), 10, 64)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return c, errScan
+		}
+	}
+	c.CommitTime = commitTime(tsMs, tsUs)
+	if key != nil && c.Op != 't' {
+		if c.Key, err = rawObject(key); err != nil {
+			return c, errScan
+		}
+	}
+	return c, nil
+}
+
+// fold returns the known member name that k matches case-insensitively, or
+// k itself.
+func fold(k string) string {
+	for _, name := range knownNames {
+		if len(k) >= len(name)-1 && strings.EqualFold(k, name) {
+			return name
+		}
+	}
+	return k
+}
+
+var knownNames = []string{"op", "after", "source", "unchanged", "schema", "payload", "ts_ms", "ts_us", "lsn", "commit_lsn"}
