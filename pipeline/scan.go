@@ -1,10 +1,11 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
-	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -82,7 +83,7 @@ func skipValue(b []byte, i int) (int, error) {
 
 // eachMember calls fn with each member of the object in b (keys unescaped,
 // values raw).
-func eachMember(b []byte, fn func(key string, val []byte) error) error {
+func eachMember(b []byte, fn func(key []byte, val []byte) error) error {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return errScan
@@ -99,11 +100,13 @@ func eachMember(b []byte, fn func(key string, val []byte) error) error {
 		if err != nil {
 			return err
 		}
-		key := string(b[i+1 : end-1])
-		if escaped || !utf8.ValidString(key) {
-			if err := json.Unmarshal(b[i:end], &key); err != nil {
+		key := b[i+1 : end-1]
+		if escaped || !utf8.Valid(key) {
+			var k string
+			if err := json.Unmarshal(b[i:end], &k); err != nil {
 				return errScan
 			}
+			key = []byte(k)
 		}
 		i = skipSpace(b, end)
 		if i >= len(b) || b[i] != ':' {
@@ -140,11 +143,31 @@ func rawObject(b []byte) (map[string]json.RawMessage, error) {
 		return nil, nil
 	}
 	m := make(map[string]json.RawMessage, 16)
-	err := eachMember(b, func(k string, v []byte) error {
-		m[k] = v
+	err := eachMember(b, func(k []byte, v []byte) error {
+		m[intern(k)] = v
 		return nil
 	})
 	return m, err
+}
+
+// Column names repeat in every event: intern them instead of allocating a
+// string per member (bounded, so arbitrary input cannot grow it forever).
+var names = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
+
+func intern(k []byte) string {
+	names.Lock()
+	defer names.Unlock()
+	if s, ok := names.m[string(k)]; ok {
+		return s
+	}
+	s := string(k)
+	if len(names.m) < 100000 {
+		names.m[s] = s
+	}
+	return s
 }
 
 // decodeFast decodes scoop's envelope in one pass; errScan means "use the
@@ -153,7 +176,7 @@ func decodeFast(key, value []byte) (c Change, err error) {
 	var op []byte
 	var source []byte
 	// Member names match case-insensitively, as encoding/json matches them.
-	err = eachMember(value, func(k string, v []byte) error {
+	err = eachMember(value, func(k []byte, v []byte) error {
 		switch fold(k) {
 		case "op":
 			op = v
@@ -191,7 +214,7 @@ func decodeFast(key, value []byte) (c Change, err error) {
 	c.Op = op[1]
 	var tsMs, tsUs int64
 	if source != nil {
-		err = eachMember(source, func(k string, v []byte) error {
+		err = eachMember(source, func(k []byte, v []byte) error {
 			var err error
 			switch fold(k) {
 			case "ts_ms":
@@ -224,13 +247,13 @@ func decodeFast(key, value []byte) (c Change, err error) {
 
 // fold returns the known member name that k matches case-insensitively, or
 // k itself.
-func fold(k string) string {
+func fold(k []byte) string {
 	for _, name := range knownNames {
-		if len(k) >= len(name)-1 && strings.EqualFold(k, name) {
+		if len(k) >= len(name) && bytes.EqualFold(k, []byte(name)) {
 			return name
 		}
 	}
-	return k
+	return ""
 }
 
 var knownNames = []string{"op", "after", "source", "unchanged", "schema", "payload", "ts_ms", "ts_us", "lsn", "commit_lsn"}
