@@ -64,13 +64,22 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		finished := make(chan struct{})
+		defer close(finished)
 		go func() {
 			// A backstop: whatever hangs, scoop leaves within 15 s of SIGTERM.
 			// Nothing is lost: positions only move after delivery.
-			<-ctx.Done()
-			time.Sleep(15 * time.Second)
-			fmt.Fprintln(stderr, "scoop: shutdown took more than 15s; exiting")
-			os.Exit(1)
+			select {
+			case <-finished:
+				return
+			case <-ctx.Done():
+			}
+			select {
+			case <-finished:
+			case <-time.After(15 * time.Second):
+				fmt.Fprintln(stderr, "scoop: shutdown took more than 15s; exiting")
+				os.Exit(1)
+			}
 		}()
 		if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(stderr, "scoop: %v\n", err)
