@@ -12,6 +12,7 @@ import (
 
 	"github.com/gocql/gocql"
 	"github.com/jackc/pgx/v5"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/scoop-cdc/scoop/internal/testenv"
 	"github.com/scoop-cdc/scoop/schema"
@@ -339,14 +340,7 @@ func TestDeadLetters(t *testing.T) {
 	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (1, 1, 'ok', now()), (2, 2, 'poison', 'infinity'), (3, 3, 'ok', now())`, schema.QuoteIdent(table)))
 	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (4, 4, 'after', now())`, schema.QuoteIdent(table)))
 	waitEqual(t, d, "good rows", func() []string { return []string{"1|1.00|ok", "3|3.00|ok", "4|4.00|after"} }, cassandraRows(t, e.keyspace, table))
-	msgs := testenv.ReadTopic(t, e.prefix+".dlq", 1, 30*time.Second)
-	if len(msgs) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(msgs))
-	}
-	h := map[string]string{}
-	for _, x := range msgs[0].Headers {
-		h[x.Key] = string(x.Value)
-	}
+	msgs, h := deadLetter(t, e.prefix+".dlq")
 	if string(msgs[0].Key) != `{"id":2}` || h["scoop.mapping"] != "dlq-cass" || h["scoop.original.topic"] != e.prefix+".public."+table ||
 		!strings.Contains(h["scoop.error"], `column "at": timestamp "infinity" cannot be stored in Cassandra`) || h["scoop.original.offset"] == "" {
 		t.Fatalf("dead letter key %s headers %v", msgs[0].Key, h)
@@ -366,14 +360,7 @@ func TestOversizedEventDeadLettered(t *testing.T) {
 	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (2, 2, repeat('x', 50000))`, schema.QuoteIdent(table)))
 	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (3, 3, 'after')`, schema.QuoteIdent(table)))
 	waitEqual(t, d, "small rows", func() []string { return []string{"1|1.00|small", "3|3.00|after"} }, pgOrders(t, "service", table))
-	msgs := testenv.ReadTopic(t, e.prefix+".dlq", 1, 30*time.Second)
-	if len(msgs) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(msgs))
-	}
-	h := map[string]string{}
-	for _, x := range msgs[0].Headers {
-		h[x.Key] = string(x.Value)
-	}
+	msgs, h := deadLetter(t, e.prefix+".dlq")
 	if string(msgs[0].Key) != `{"id":2}` || h["scoop.original.topic"] != e.prefix+".public."+table || h["scoop.stage"] != "source" ||
 		!strings.Contains(h["scoop.error"], "is larger than the limit of 20000 bytes (SCOOP_KAFKA_MAX_MESSAGE_BYTES") {
 		t.Fatalf("dead letter key %s headers %v", msgs[0].Key, h)
@@ -401,4 +388,18 @@ func TestPreconditionStopsDaemon(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("scoop did not stop on a lost slot\n%s", d.logs())
 	}
+}
+
+// deadLetter reads the one dead letter of a topic and its headers.
+func deadLetter(t *testing.T, topic string) ([]kafkago.Message, map[string]string) {
+	t.Helper()
+	msgs := testenv.ReadTopic(t, topic, 1, 30*time.Second)
+	if len(msgs) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(msgs))
+	}
+	h := map[string]string{}
+	for _, x := range msgs[0].Headers {
+		h[x.Key] = string(x.Value)
+	}
+	return msgs, h
 }
