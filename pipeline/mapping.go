@@ -36,6 +36,17 @@ type Columns struct {
 	Include []string          `yaml:"include,omitempty" json:"include,omitempty"`
 	Exclude []string          `yaml:"exclude,omitempty" json:"exclude,omitempty"`
 	Rename  map[string]string `yaml:"rename,omitempty" json:"rename,omitempty"`
+	// Types converts columns: source column -> target type (one of
+	// ConvertibleTypes); the same in every store.
+	Types map[string]string `yaml:"types,omitempty" json:"types,omitempty"`
+}
+
+// ConvertibleTypes are the target types a column can be converted to, with
+// the base type the sinks then write (PostgreSQL type -> base type name).
+var ConvertibleTypes = map[string]string{
+	"text": "text", "bigint": "int8", "integer": "int4", "numeric": "numeric",
+	"double precision": "float8", "boolean": "bool", "timestamptz": "timestamptz",
+	"date": "date", "jsonb": "jsonb", "uuid": "uuid",
 }
 
 // Mapping sends one monolith table to one table of a service store.
@@ -221,6 +232,14 @@ func (f *File) Validate(stores map[string]string) error {
 				bad("columns.rename", fmt.Sprintf("column %q is both excluded and renamed", col), "remove it from exclude or from rename")
 			}
 		}
+		for _, col := range sortedKeys(m.Columns.Types) {
+			if _, ok := ConvertibleTypes[m.Columns.Types[col]]; !ok {
+				bad("columns.types", fmt.Sprintf("column %q: type %q cannot be converted to", col, m.Columns.Types[col]), "use one of "+convertibleList())
+			}
+			if contains(m.Columns.Exclude, col) {
+				bad("columns.types", fmt.Sprintf("column %q is both excluded and converted", col), "remove it from exclude or from types")
+			}
+		}
 		targets := map[string]string{}
 		for _, from := range sortedKeys(m.Columns.Rename) {
 			to := m.Columns.Rename[from]
@@ -237,6 +256,15 @@ func (f *File) Validate(stores map[string]string) error {
 		return fmt.Errorf("%w:\n%w", ErrInvalidMappings, errors.Join(errs...))
 	}
 	return nil
+}
+
+func convertibleList() string {
+	names := make([]string, 0, len(ConvertibleTypes))
+	for n := range ConvertibleTypes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 // StoreEnvVar is the variable holding a store's URL.

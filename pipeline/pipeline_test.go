@@ -155,7 +155,7 @@ func TestValidateMappings(t *testing.T) {
     store: nowhere
     direction: sideways
     conflict: coin-flip
-    columns: {include: [a], exclude: [b], rename: {b: x, c: x}}
+    columns: {include: [a], exclude: [b], rename: {b: x, c: x}, types: {a: money2, b: text}}
   - source: public.t
     store: accounts
 `
@@ -168,6 +168,8 @@ func TestValidateMappings(t *testing.T) {
 		`mapping Bad Name: field conflict: unknown policy "coin-flip" (fix: use last-writer-wins, monolith-wins or service-wins)`,
 		`mapping Bad Name: field columns: both include and exclude are set (fix: keep one of them)`,
 		`mapping Bad Name: field columns.rename: column "b" is both excluded and renamed (fix: remove it from exclude or from rename)`,
+		`mapping Bad Name: field columns.types: column "a": type "money2" cannot be converted to (fix: use one of bigint, boolean, date, double precision, integer, jsonb, numeric, text, timestamptz, uuid)`,
+		`mapping Bad Name: field columns.types: column "b" is both excluded and converted (fix: remove it from exclude or from types)`,
 		`mapping Bad Name: field columns.rename: columns "b" and "c" are both renamed to "x" (fix: give each target column its own name)`,
 		`mapping #2: field name: missing (fix: give every mapping a unique name such as users)`,
 	}

@@ -256,11 +256,22 @@ func (m *Mapping) ShapeTarget(source []Column) (Target, error) {
 			continue
 		}
 		c.Name = to
+		if typ, ok := m.Columns.Types[c.Source]; ok {
+			c.SQLType, c.BaseType, c.Array, c.Elem = typ, ConvertibleTypes[typ], false, ""
+			if typ == "timestamptz" {
+				c.SQLType = "timestamp with time zone" // as format_type spells it
+			}
+		}
 		t.Columns = append(t.Columns, c)
 	}
 	for _, name := range append(append([]string{}, m.Columns.Include...), m.Columns.Exclude...) {
 		if !hasSource(source, name) {
 			return t, &MappingError{Mapping: m.Name, Field: "columns", Problem: fmt.Sprintf("column %q does not exist in %s", name, m.Source), Fix: "use a column of the source table"}
+		}
+	}
+	for _, name := range sortedKeys(m.Columns.Types) {
+		if !hasSource(source, name) {
+			return t, &MappingError{Mapping: m.Name, Field: "columns.types", Problem: fmt.Sprintf("column %q does not exist in %s", name, m.Source), Fix: "use a column of the source table"}
 		}
 	}
 	for _, name := range sortedKeys(m.Columns.Rename) {

@@ -403,3 +403,42 @@ func deadLetter(t *testing.T, topic string) ([]kafkago.Message, map[string]strin
 	}
 	return msgs, h
 }
+
+// TestColumnTypeConversion: columns.types converts a column the same way in
+// both stores.
+func TestColumnTypeConversion(t *testing.T) {
+	table := createTable(t, 20)
+	e := newE2E(t, fmt.Sprintf(`mappings:
+  - name: conv-pg
+    source: public.%[1]s
+    store: accounts
+    columns: {types: {amount: text, id: bigint}}
+  - name: conv-cass
+    source: public.%[1]s
+    store: orders
+    columns: {types: {amount: double precision}, exclude: [secret]}
+`, table))
+	d := startProc(t, e.env)
+	waitEqual(t, d, "converted -> PostgreSQL", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
+	svc := testenv.Conn(t, "service")
+	var amountType, idType, amount string
+	svc.QueryRow(context.Background(), `SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'amount'`, schema.QuoteIdent(table)).Scan(&amountType)
+	svc.QueryRow(context.Background(), `SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'id'`, schema.QuoteIdent(table)).Scan(&idType)
+	svc.QueryRow(context.Background(), fmt.Sprintf(`SELECT amount FROM %s WHERE id = 3`, schema.QuoteIdent(table))).Scan(&amount)
+	if amountType != "text" || idType != "bigint" || amount != "3.00" {
+		t.Fatalf("PostgreSQL target: amount %s %q, id %s", amountType, amount, idType)
+	}
+	s := cassandraSession(t, e.keyspace)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var v float64
+		err := s.Query(fmt.Sprintf(`SELECT amount FROM %s WHERE id = 3`, schema.QuoteIdent(table))).Scan(&v)
+		if err == nil && v == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Cassandra amount as double: %v %v\n%s", v, err, tail(d.logs(), 2000))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
