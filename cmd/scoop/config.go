@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/scoop-cdc/scoop/connectors/kafka"
 )
 
 // Config is scoop's whole configuration, read from the environment only.
@@ -21,6 +23,13 @@ type Config struct {
 	TopicPartitions   int           `env:"SCOOP_TOPIC_PARTITIONS" envDefault:"3"`
 	TopicReplication  int           `env:"SCOOP_TOPIC_REPLICATION_FACTOR" envDefault:"-1"`
 	KafkaMaxMessage   int           `env:"SCOOP_KAFKA_MAX_MESSAGE_BYTES" envDefault:"1000000"`
+	KafkaTLS          bool          `env:"SCOOP_KAFKA_TLS" envDefault:"false"`
+	KafkaCAFile       string        `env:"SCOOP_KAFKA_CA_FILE"`
+	KafkaSASL         string        `env:"SCOOP_KAFKA_SASL_MECHANISM"`
+	KafkaUsername     string        `env:"SCOOP_KAFKA_USERNAME"`
+	KafkaPassword     string        `env:"SCOOP_KAFKA_PASSWORD"`
+	CassandraTLS      bool          `env:"SCOOP_CASSANDRA_TLS" envDefault:"false"`
+	CassandraCAFile   string        `env:"SCOOP_CASSANDRA_CA_FILE"`
 	Slot              string        `env:"SCOOP_SLOT" envDefault:"scoop"`
 	Publication       string        `env:"SCOOP_PUBLICATION" envDefault:"scoop"`
 	MappingsFile      string        `env:"SCOOP_MAPPINGS_FILE"`
@@ -95,6 +104,12 @@ func (c *Config) validate() error {
 	if c.TopicPartitions < 1 {
 		bad("SCOOP_TOPIC_PARTITIONS=%d: must be at least 1", c.TopicPartitions)
 	}
+	if _, err := c.kafkaSecurity().Transport(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.CassandraCAFile != "" && !c.CassandraTLS {
+		bad("SCOOP_CASSANDRA_CA_FILE is set but SCOOP_CASSANDRA_TLS is not true")
+	}
 	if c.SourceURL != "" {
 		if u, err := url.Parse(c.SourceURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 			bad("SCOOP_SOURCE_URL: not a postgres:// URL")
@@ -162,4 +177,8 @@ func explainEnvError(err error) error {
 		errs = append(errs, e)
 	}
 	return fmt.Errorf("configuration: %w", errors.Join(errs...))
+}
+
+func (c *Config) kafkaSecurity() kafka.Security {
+	return kafka.Security{TLS: c.KafkaTLS, CAFile: c.KafkaCAFile, Mechanism: c.KafkaSASL, Username: c.KafkaUsername, Password: c.KafkaPassword}
 }

@@ -20,6 +20,12 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"SCOOP_STORE_ORDERS_URL": "cassandra://127.0.0.1:9042"}, `SCOOP_STORE_ORDERS_URL: a Cassandra store needs a keyspace: cassandra://host:9042/keyspace`},
 		{map[string]string{"SCOOP_PG_SINK_METHOD": "merge"}, `SCOOP_PG_SINK_METHOD="merge": use copy or insert`},
 		{map[string]string{"SCOOP_SINK_BATCH": "0"}, `SCOOP_SINK_BATCH=0: must be at least 1`},
+		{map[string]string{"SCOOP_KAFKA_SASL_MECHANISM": "kerberos", "SCOOP_KAFKA_USERNAME": "u"}, `kafka: SCOOP_KAFKA_SASL_MECHANISM="kerberos": use plain, scram-sha-256 or scram-sha-512`},
+		{map[string]string{"SCOOP_KAFKA_SASL_MECHANISM": "scram-sha-512"}, `kafka: SCOOP_KAFKA_SASL_MECHANISM=scram-sha-512 needs SCOOP_KAFKA_USERNAME and SCOOP_KAFKA_PASSWORD`},
+		{map[string]string{"SCOOP_KAFKA_TLS": "true", "SCOOP_KAFKA_CA_FILE": "/nonexistent/ca.pem"}, `kafka: SCOOP_KAFKA_CA_FILE: open /nonexistent/ca.pem: no such file or directory`},
+		{map[string]string{"SCOOP_KAFKA_CA_FILE": "/etc/hostname"}, `kafka: SCOOP_KAFKA_CA_FILE is set but SCOOP_KAFKA_TLS is not true`},
+		{map[string]string{"SCOOP_KAFKA_TLS": "true", "SCOOP_KAFKA_CA_FILE": "/etc/hostname"}, `kafka: SCOOP_KAFKA_CA_FILE /etc/hostname holds no PEM certificate`},
+		{map[string]string{"SCOOP_CASSANDRA_CA_FILE": "/etc/ssl/x.pem"}, `SCOOP_CASSANDRA_CA_FILE is set but SCOOP_CASSANDRA_TLS is not true`},
 		{map[string]string{"SCOOP_STORE_X_URL": "redis://h"}, `SCOOP_STORE_X_URL: scheme "redis" is not supported; use postgres:// or cassandra://`},
 	}
 	for _, c := range cases {

@@ -65,7 +65,10 @@ func replayCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	topic := m.TopicName(cfg.TopicPrefix)
-	admin := kafka.NewAdmin(cfg.KafkaBrokers)
+	admin, err := kafka.NewAdmin(cfg.KafkaBrokers, cfg.kafkaSecurity())
+	if err != nil {
+		return err
+	}
 
 	if *snapshot {
 		s, t := m.SourceTable()

@@ -67,7 +67,12 @@ func run(ctx context.Context) error {
 			}
 		}
 	}
+	transport, err := cfg.kafkaSecurity().Transport()
+	if err != nil {
+		return err
+	}
 	if d.producer, err = kafka.NewProducer(kafka.Config{
+		Transport:         transport,
 		Brokers:           cfg.KafkaBrokers,
 		Partitions:        cfg.TopicPartitions,
 		ReplicationFactor: cfg.TopicReplication,

@@ -24,6 +24,7 @@ var sinkFactories = map[string]func(ctx context.Context, storeURL string, m *pos
 	"cassandra": func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
 		inFlight, _ := strconv.Atoi(envOr("SCOOP_CASSANDRA_MAX_IN_FLIGHT", "128"))
 		return cassandra.NewSink(ctx, cassandra.SinkConfig{URL: storeURL, Mapping: m.Name, Target: target, Logger: log, MaxInFlight: inFlight,
+			TLS: envOr("SCOOP_CASSANDRA_TLS", "") == "true", CAFile: envOr("SCOOP_CASSANDRA_CA_FILE", ""),
 			Username: envOr("SCOOP_CASSANDRA_USERNAME", ""), Password: envOr("SCOOP_CASSANDRA_PASSWORD", "")})
 	},
 }
@@ -75,7 +76,12 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 			}()
 			backoff = time.Second
 			stats.Paused.Store(false)
+			dialer, err := cfg.kafkaSecurity().Dialer()
+			if err != nil {
+				return err
+			}
 			return kafka.Consume(ctx, kafka.ConsumerConfig{
+				Dialer:  dialer,
 				Brokers: cfg.KafkaBrokers, GroupID: group, Topic: topic, Mapping: &m.Mapping,
 				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log, MaxBatch: cfg.SinkBatch, MaxBatchBytes: cfg.SinkBatchMB << 20,
 			}, sink, stats)

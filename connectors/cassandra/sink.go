@@ -29,6 +29,8 @@ type SinkConfig struct {
 	MaxInFlight int // concurrent writes (default 64)
 	Username    string
 	Password    string
+	TLS         bool // client encryption, verified against CAFile or the system roots
+	CAFile      string
 	Logger      *slog.Logger
 }
 
@@ -139,6 +141,9 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 	// Come back quickly after the store was down; the consumer retries meanwhile.
 	cluster.ReconnectInterval = time.Second
 	cluster.ReconnectionPolicy = &gocql.ConstantReconnectionPolicy{MaxRetries: 1 << 30, Interval: time.Second}
+	if cfg.TLS {
+		cluster.SslOpts = &gocql.SslOptions{CaPath: cfg.CAFile, EnableHostVerification: true}
+	}
 	if cfg.Username != "" {
 		cluster.Authenticator = gocql.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password}
 	}

@@ -26,6 +26,8 @@ type ConsumerConfig struct {
 	// DeadLetters publishes events that can never be applied.
 	DeadLetters pipeline.Publisher
 	DLQTopic    string
+	// Dialer carries TLS and SASL (nil: plaintext).
+	Dialer *kafkago.Dialer
 	// StartOffset for a group with no committed offset: kafkago.FirstOffset
 	// (default) replays the whole retained history.
 	StartOffset int64
@@ -72,6 +74,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 		MinBytes:      1,
 		MaxWait:       100 * time.Millisecond,
 		StartOffset:   cfg.StartOffset,
+		Dialer:        cfg.Dialer,
 		QueueCapacity: min(cfg.MaxBatch, 1000),
 		MaxBytes:      min(cfg.MaxBatchBytes, 16<<20),
 		// Offsets are committed after the store committed the batch; the

@@ -25,8 +25,16 @@ type Admin struct {
 }
 
 // NewAdmin returns an Admin for the brokers.
-func NewAdmin(brokers []string) *Admin {
-	return &Admin{client: &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 30 * time.Second}}
+func NewAdmin(brokers []string, sec Security) (*Admin, error) {
+	t, err := sec.Transport()
+	if err != nil {
+		return nil, err
+	}
+	c := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 30 * time.Second}
+	if t != nil {
+		c.Transport = t
+	}
+	return &Admin{client: c}, nil
 }
 
 // Partitions lists a topic's partitions.
