@@ -67,34 +67,31 @@ func (s Security) mechanism() (sasl.Mechanism, error) {
 	return nil, fmt.Errorf("kafka: SCOOP_KAFKA_SASL_MECHANISM=%q: use plain, scram-sha-256 or scram-sha-512", s.Mechanism)
 }
 
-// Transport returns the producer/admin transport (nil for plaintext).
-func (s Security) Transport() (*kafkago.Transport, error) {
+// parts returns the TLS configuration and SASL mechanism (both nil for
+// plaintext).
+func (s Security) parts() (*tls.Config, sasl.Mechanism, error) {
 	tlsCfg, err := s.tlsConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mech, err := s.mechanism()
-	if err != nil {
+	return tlsCfg, mech, err
+}
+
+// Transport returns the producer/admin transport (nil for plaintext).
+func (s Security) Transport() (*kafkago.Transport, error) {
+	tlsCfg, mech, err := s.parts()
+	if err != nil || (tlsCfg == nil && mech == nil) {
 		return nil, err
-	}
-	if tlsCfg == nil && mech == nil {
-		return nil, nil
 	}
 	return &kafkago.Transport{TLS: tlsCfg, SASL: mech, DialTimeout: 10 * time.Second}, nil
 }
 
 // Dialer returns the consumers' dialer (nil for plaintext).
 func (s Security) Dialer() (*kafkago.Dialer, error) {
-	tlsCfg, err := s.tlsConfig()
-	if err != nil {
+	tlsCfg, mech, err := s.parts()
+	if err != nil || (tlsCfg == nil && mech == nil) {
 		return nil, err
-	}
-	mech, err := s.mechanism()
-	if err != nil {
-		return nil, err
-	}
-	if tlsCfg == nil && mech == nil {
-		return nil, nil
 	}
 	return &kafkago.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: tlsCfg, SASLMechanism: mech}, nil
 }
