@@ -74,11 +74,12 @@ func ParseURL(raw string) (Store, error) {
 
 // Sink writes changes into a Cassandra table.
 type Sink struct {
-	cfg     SinkConfig
-	session *gocql.Session
-	table   string // quoted keyspace.table
-	cols    map[string]pipeline.Column
-	keys    []pipeline.Column
+	cfg      SinkConfig
+	session  *gocql.Session
+	table    string // quoted keyspace.table
+	keyspace string
+	cols     map[string]pipeline.Column
+	keys     []pipeline.Column
 }
 
 // CQLType maps a monolith column to its Cassandra type (docs/cassandra.md).
@@ -151,7 +152,7 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping %s: connect to Cassandra %v: %w", cfg.Mapping, st.Hosts, err)
 	}
-	s := &Sink{cfg: cfg, session: session, cols: map[string]pipeline.Column{},
+	s := &Sink{cfg: cfg, session: session, cols: map[string]pipeline.Column{}, keyspace: st.Keyspace,
 		table: schema.QuoteIdent(st.Keyspace) + "." + schema.QuoteIdent(cfg.Target.Table)}
 	for _, c := range cfg.Target.Columns {
 		if err := schema.CheckIdent(c.Name); err != nil {
@@ -198,25 +199,54 @@ func (s *Sink) ensureTable(ctx context.Context, st Store) error {
 		s.cfg.Logger.Info("created Cassandra table", "mapping", s.cfg.Mapping, "table", s.table)
 		return nil
 	}
+	return s.evolveTable(ctx, existing)
+}
+
+// evolveTable adds the columns the source gained to an existing table
+// (Cassandra columns are all nullable; columns the source lost are simply no
+// longer written). A type scoop would not write, or a missing key column, is
+// refused with what to do (ErrSchemaMismatch): Cassandra cannot change a
+// column's type.
+func (s *Sink) evolveTable(ctx context.Context, existing map[string]string) error {
 	var problems []string
+	var adds []pipeline.Column
 	for _, c := range s.cfg.Target.Columns {
 		got, ok := existing[c.Name]
 		want := CQLType(c)
 		switch {
+		case !ok && c.Key:
+			problems = append(problems, fmt.Sprintf("key column %q is missing (the primary key changed: map the table to a new target)", c.Name))
 		case !ok:
-			problems = append(problems, fmt.Sprintf("column %q is missing (ALTER TABLE %s ADD %s %s)", c.Name, s.table, schema.QuoteIdent(c.Name), want))
+			adds = append(adds, c)
 		case got != want:
-			problems = append(problems, fmt.Sprintf("column %q is %s but scoop writes %s", c.Name, got, want))
+			problems = append(problems, fmt.Sprintf("column %q is %s but scoop writes %s (fix: Cassandra cannot change a column's type: convert it in the mapping with columns.types, rename it in the mapping with columns.rename so a new column is added, or ALTER TABLE %s DROP %s; ALTER TABLE %s ADD %s %s and replay the mapping)",
+				c.Name, got, want, s.table, schema.QuoteIdent(c.Name), s.table, schema.QuoteIdent(c.Name), want))
 		}
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("mapping %s: Cassandra table %s is incompatible with the source: %s", s.cfg.Mapping, s.table, strings.Join(problems, "; "))
+		return fmt.Errorf("mapping %s: %w: table %s: %s", s.cfg.Mapping, pipeline.ErrSchemaMismatch, s.table, strings.Join(problems, "; "))
+	}
+	for _, c := range adds {
+		ddl := fmt.Sprintf("ALTER TABLE %s ADD %s %s", s.table, schema.QuoteIdent(c.Name), CQLType(c))
+		if err := s.session.Query(ddl).WithContext(ctx).Exec(); err != nil {
+			// Another instance of the mapping may have added it meanwhile.
+			var typ string
+			if qerr := s.session.Query(`SELECT type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = ?`,
+				s.keyspace, s.cfg.Target.Table, c.Name).WithContext(ctx).Scan(&typ); qerr == nil && typ == CQLType(c) {
+				continue
+			}
+			return fmt.Errorf("mapping %s: follow the source's columns (%s): %w", s.cfg.Mapping, ddl, err)
+		}
+		s.cfg.Logger.Info("Cassandra table follows the source's columns", "mapping", s.cfg.Mapping, "table", s.table, "ddl", ddl)
 	}
 	return nil
 }
 
 // Apply writes a batch: the last change of each key, with USING TIMESTAMP.
 func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
+	if err := pipeline.CheckColumns(batch, s.cols); err != nil {
+		return fmt.Errorf("mapping %s: %w", s.cfg.Mapping, err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.MaxInFlight)
 	for _, c := range pipeline.Collapse(batch) {

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -41,6 +42,12 @@ type ConsumerStats struct {
 	Retries     atomic.Uint64
 	LastCommit  atomic.Int64 // unix ms of the commit time of the last applied change
 	Paused      atomic.Bool  // the store is failing and the mapping waits
+	// SchemaMismatch: the target cannot take the source's columns; the
+	// mapping waits for an operator (LastError says what to run).
+	SchemaMismatch atomic.Bool
+	// SchemaChanges counts sink rebuilds after the source's columns changed.
+	SchemaChanges atomic.Uint64
+	LastError     atomic.Pointer[string] // why the mapping last paused (nil while it flows)
 }
 
 // Consume feeds a sink from a topic until ctx ends. Offsets are committed to
@@ -176,7 +183,8 @@ func applyRetrying(ctx context.Context, log *slog.Logger, sink pipeline.Sink, st
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := sink.Apply(ctx, changes)
-		if err == nil || pipeline.IsPermanent(err) {
+		// A schema change is not retried: the caller rebuilds the sink.
+		if err == nil || pipeline.IsPermanent(err) || errors.Is(err, pipeline.ErrSchemaChanged) {
 			stats.Paused.Store(false)
 			return err
 		}

@@ -158,23 +158,10 @@ func (s *Sink) ensureTable(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mapping %s: create scoop.sink_offsets: %w", s.cfg.Mapping, err)
 	}
-	existing := map[string]string{}
-	rows, err := s.conn.Query(ctx, `
-		SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, s.cfg.Schema, s.cfg.Target.Table)
+	existing, err := s.targetColumns(ctx)
 	if err != nil {
-		return fmt.Errorf("mapping %s: read target table: %w", s.cfg.Mapping, err)
+		return err
 	}
-	for rows.Next() {
-		var n, t string
-		if err := rows.Scan(&n, &t); err != nil {
-			rows.Close()
-			return err
-		}
-		existing[n] = t
-	}
-	rows.Close()
 	if len(existing) == 0 {
 		var defs, keys []string
 		for _, c := range s.cfg.Target.Columns {
@@ -194,19 +181,84 @@ func (s *Sink) ensureTable(ctx context.Context) error {
 		s.cfg.Logger.Info("created target table", "mapping", s.cfg.Mapping, "table", s.cfg.Target.Table)
 		return nil
 	}
-	var problems []string
+	return s.evolveTable(ctx, existing)
+}
+
+// targetColumn is a column of the existing target table.
+type targetColumn struct {
+	typ        string // format_type
+	notNull    bool
+	hasDefault bool
+	primary    bool // in the primary key
+}
+
+func (s *Sink) targetColumns(ctx context.Context) (map[string]targetColumn, error) {
+	existing := map[string]targetColumn{}
+	rows, err := s.conn.Query(ctx, `
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef,
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY(i.indkey))
+		FROM pg_attribute a
+		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, s.cfg.Schema, s.cfg.Target.Table)
+	if err != nil {
+		return nil, fmt.Errorf("mapping %s: read target table: %w", s.cfg.Mapping, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n string
+		var c targetColumn
+		if err := rows.Scan(&n, &c.typ, &c.notNull, &c.hasDefault, &c.primary); err != nil {
+			return nil, fmt.Errorf("mapping %s: read target table: %w", s.cfg.Mapping, err)
+		}
+		existing[n] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mapping %s: read target table: %w", s.cfg.Mapping, err)
+	}
+	return existing, nil
+}
+
+// evolveTable brings an existing target table to the source's columns:
+// columns the source gained are added (nullable: the rows already there have
+// no value); target columns the source lost stop being written, so a NOT
+// NULL without a default on them is dropped (inserts would fail). A type the
+// target column cannot hold, or a missing key column, is refused with the
+// statement that fixes it (ErrSchemaMismatch).
+func (s *Sink) evolveTable(ctx context.Context, existing map[string]targetColumn) error {
+	var problems, adds []string
 	for _, c := range s.cfg.Target.Columns {
 		got, ok := existing[c.Name]
 		switch {
+		case !ok && c.Key:
+			problems = append(problems, fmt.Sprintf("key column %q is missing (the primary key changed: map the table to a new target)", c.Name))
 		case !ok:
-			problems = append(problems, fmt.Sprintf("column %q is missing (add it: ALTER TABLE %s ADD COLUMN %s %s)", c.Name, s.table, schema.QuoteIdent(c.Name), c.SQLType))
-		case got != c.SQLType && !compatibleTypes(c.SQLType, got):
-			problems = append(problems, fmt.Sprintf("column %q is %s but the source is %s", c.Name, got, c.SQLType))
+			adds = append(adds, "ADD COLUMN IF NOT EXISTS "+schema.QuoteIdent(c.Name)+" "+c.SQLType)
+		case got.typ != c.SQLType && !compatibleTypes(c.SQLType, got.typ):
+			problems = append(problems, fmt.Sprintf("column %q is %s but the source is %s (fix: ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::%s, or convert it in the mapping with columns.types)",
+				c.Name, got.typ, c.SQLType, s.table, schema.QuoteIdent(c.Name), c.SQLType, schema.QuoteIdent(c.Name), c.SQLType))
 		}
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("mapping %s: target table %s is incompatible with the source: %s", s.cfg.Mapping, s.cfg.Target.Table, strings.Join(problems, "; "))
+		return fmt.Errorf("mapping %s: %w: table %s: %s", s.cfg.Mapping, pipeline.ErrSchemaMismatch, s.table, strings.Join(problems, "; "))
 	}
+	var names []string
+	for n := range existing {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if c := existing[n]; c.notNull && !c.hasDefault && !c.primary && s.cols[n].Name == "" {
+			adds = append(adds, "ALTER COLUMN "+schema.QuoteIdent(n)+" DROP NOT NULL")
+		}
+	}
+	if len(adds) == 0 {
+		return nil
+	}
+	ddl := "ALTER TABLE " + s.table + " " + strings.Join(adds, ", ")
+	if _, err := s.conn.Exec(ctx, ddl); err != nil {
+		return fmt.Errorf("mapping %s: follow the source's columns (%s): %w", s.cfg.Mapping, ddl, err)
+	}
+	s.cfg.Logger.Info("target table follows the source's columns", "mapping", s.cfg.Mapping, "table", s.cfg.Target.Table, "ddl", ddl)
 	return nil
 }
 
@@ -229,6 +281,9 @@ func compatibleTypes(src, dst string) bool {
 
 // Apply writes a batch in one transaction with its offsets.
 func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
+	if err := pipeline.CheckColumns(batch, s.cols); err != nil {
+		return fmt.Errorf("mapping %s: %w", s.cfg.Mapping, err)
+	}
 	if len(batch) == 0 {
 		return nil
 	}
