@@ -32,7 +32,7 @@ type chunk struct {
 	rows    []schema.Row
 	open    bool
 	changed map[string]bool
-	done    chan struct{}
+	done    chan struct{} // closed by the forwarder once the rows are published
 }
 
 type watermarks struct {
@@ -101,8 +101,9 @@ func (w *watermarks) watermark(content string, slot string) (*chunk, bool) {
 	return nil, false
 }
 
-// emitChunk publishes a chunk's rows that the stream did not change between
-// the watermarks. Called by the stream loop at the high watermark.
+// emitChunk hands over a chunk's rows that the stream did not change between
+// the watermarks, then a barrier that closes c.done once they are published.
+// Called by the stream loop at the high watermark.
 func (s *Source) emitChunk(enc *schema.Encoder, c *chunk, lsn uint64, commitTime time.Time, send func(pipeline.Item) error) error {
 	topic := s.cfg.Topic(c.table.Schema, c.table.Name)
 	for _, row := range c.rows {
@@ -124,12 +125,14 @@ func (s *Source) emitChunk(enc *schema.Encoder, c *chunk, lsn uint64, commitTime
 			return err
 		}
 	}
-	close(c.done)
-	return nil
+	// The forwarder closes done once the rows above are in Kafka: only then
+	// may the table be recorded as copied (a crash before that copies it
+	// again on restart).
+	return send(pipeline.Item{Barrier: c.done})
 }
 
 // incrementalSnapshot copies tables chunk by chunk while the stream runs,
-// then records them as snapshotted.
+// and records each as snapshotted once its last chunk is in Kafka.
 func (s *Source) incrementalSnapshot(ctx context.Context, tables []*schema.Table) error {
 	conn, err := connect(ctx, s.cfg.URL)
 	if err != nil {
