@@ -12,5 +12,28 @@
 //     (Kafka acknowledged them with acks=all);
 //   - so the slot's flushed LSN never passes an event that Kafka has not got.
 //
+// Positions. Every streamed change has a position (commit LSN of its
+// transaction, its place in the transaction: Change.CommitLSN, Change.Order;
+// transaction.total_order in the envelope), unique and strictly increasing
+// in source order, within a transaction too (the rows of one COPY share an
+// LSN, so an LSN alone is not a position). A Kafka partition is NOT
+// monotonic in positions: a source that restarted publishes again the suffix
+// after the slot's confirmed position, and a partly failed write retried as
+// a whole can leave [B, A, B]. Hence the invariant of the sinks:
+//   - a sink skips only a record it has itself committed (the PostgreSQL sink:
+//     its stored Kafka offset per partition, in the same transaction as the
+//     rows); it never skips a change because a later position was seen, since
+//     that change may never have been applied;
+//   - applying the log in order converges: every repeated change is followed,
+//     later in its partition, by a repeat of every later change of its key,
+//     so the last version applied of each key is the source's last (the
+//     PostgreSQL store may show an older version of a repeated row until the
+//     repeated suffix is through; Cassandra never does, see below);
+//   - changes of one key within one transaction resolve in source order
+//     however batches are cut: Cassandra writes each at its commit time plus
+//     its place among the transaction's changes of that key
+//     (Change.KeyOrder - 1 µs), so neither the tie rule (a delete beats a
+//     write) nor a repeat can reorder them.
+//
 // pipeline imports schema, never a connector.
 package pipeline

@@ -108,14 +108,14 @@ func TestForwardBarrier(t *testing.T) {
 }
 
 func TestDecodeChange(t *testing.T) {
-	val := `{"before":null,"after":{"id":1,"name":"x"},"source":{"ts_ms":1,"ts_us":1500,"lsn":77,"commit_lsn":90},"op":"u","unchanged":["big"]}`
+	val := `{"before":null,"after":{"id":1,"name":"x"},"source":{"ts_ms":1,"ts_us":1500,"lsn":77,"commit_lsn":90},"op":"u","unchanged":["big"],"transaction":{"id":"5:90","total_order":6,"data_collection_order":1,"key_order":2}}`
 	c, ok, err := DecodeChange([]byte(`{"id":1}`), []byte(val))
-	if err != nil || !ok || c.Op != 'u' || c.LSN != 77 || c.CommitLSN != 90 || !c.Unchanged["big"] || c.CommitTime.UnixMicro() != 1500 || string(c.Key["id"]) != "1" {
+	if err != nil || !ok || c.Op != 'u' || c.LSN != 77 || c.CommitLSN != 90 || c.Order != 6 || c.KeyOrder != 2 || !c.Unchanged["big"] || c.CommitTime.UnixMicro() != 1500 || string(c.Key["id"]) != "1" {
 		t.Fatalf("%+v %v %v", c, ok, err)
 	}
 	wrapped := `{"schema":{"type":"struct"},"payload":` + val + `}`
 	c2, ok, err := DecodeChange([]byte(`{"schema":{},"payload":{"id":1}}`), []byte(wrapped))
-	if err != nil || !ok || string(c2.Key["id"]) != "1" || c2.Op != 'u' {
+	if err != nil || !ok || string(c2.Key["id"]) != "1" || c2.Op != 'u' || c2.KeyOrder != 2 {
 		t.Fatalf("with schemas: %+v %v", c2, err)
 	}
 	if _, ok, err := DecodeChange([]byte(`{"id":1}`), nil); ok || err != nil {
@@ -223,6 +223,7 @@ func TestDecodeFastMatchesStandard(t *testing.T) {
 		{`{"id":1,"k\u00e9":"x"}`, `{"after":{"id":1,"k\u00e9":"x","big\"q":true},"op":"u","source":{"ts_ms":1},"unchanged":["big\"q"]}`},
 		{`{"id":2}`, ` { "before" : {"id":2} , "after" : null , "op" : "d" , "source" : { "ts_ms" : 1 } } `},
 		{``, `{"before":null,"after":null,"op":"t","source":{"ts_ms":1,"lsn":5}}`},
+		{`{"id":3}`, `{"after":{"id":3},"op":"c","source":{"ts_ms":1,"lsn":5,"commit_lsn":9},"transaction":{"id":"7:9","total_order":4,"data_collection_order":2,"key_order":3}}`},
 	}
 	for _, e := range events {
 		var key []byte

@@ -186,6 +186,20 @@ func decodeFast(key, value []byte) (c Change, err error) {
 			return err
 		case "source":
 			source = v
+		case "transaction":
+			if string(v) == "null" {
+				return nil
+			}
+			return eachMember(v, func(k []byte, v []byte) error {
+				var err error
+				switch fold(k) {
+				case "total_order":
+					c.Order, err = strconv.ParseUint(string(v), 10, 64)
+				case "key_order":
+					c.KeyOrder, err = strconv.ParseUint(string(v), 10, 64)
+				}
+				return err
+			})
 		case "unchanged":
 			if string(v) == "null" {
 				return nil
@@ -256,4 +270,4 @@ func fold(k []byte) string {
 	return ""
 }
 
-var knownNames = []string{"op", "after", "source", "unchanged", "schema", "payload", "ts_ms", "ts_us", "lsn", "commit_lsn"}
+var knownNames = []string{"op", "after", "source", "transaction", "unchanged", "schema", "payload", "ts_ms", "ts_us", "lsn", "commit_lsn", "total_order", "key_order"}

@@ -21,7 +21,13 @@ type Change struct {
 	Unchanged  map[string]bool            // TOAST columns to leave as they are
 	CommitTime time.Time                  // source commit time (µs precision)
 	LSN        uint64
-	CommitLSN  uint64 // with LSN, orders the source's changes (0 for snapshot rows)
+	CommitLSN  uint64 // commit LSN of the source transaction (0 for snapshot rows)
+	// Order is the change's place in its transaction: (CommitLSN, Order) is
+	// its position, unique and increasing in source order (see doc.go).
+	Order uint64
+	// KeyOrder is the change's place among its transaction's changes of
+	// the same key (0 when the producer did not say).
+	KeyOrder uint64
 
 	// Where it was read from.
 	Topic     string
@@ -111,6 +117,10 @@ type envelope struct {
 		LSN       uint64 `json:"lsn"`
 		CommitLSN uint64 `json:"commit_lsn"`
 	} `json:"source"`
+	Transaction *struct {
+		TotalOrder uint64 `json:"total_order"`
+		KeyOrder   uint64 `json:"key_order"`
+	} `json:"transaction"`
 }
 
 // unwrapConnect strips Kafka Connect's {"schema":..., "payload":...}.
@@ -180,6 +190,9 @@ func decodeStandard(key, value []byte) (c Change, ok bool, err error) {
 	c.Op = env.Op[0]
 	c.LSN = env.Source.LSN
 	c.CommitLSN = env.Source.CommitLSN
+	if tx := env.Transaction; tx != nil {
+		c.Order, c.KeyOrder = tx.TotalOrder, tx.KeyOrder
+	}
 	if env.Source.TsUs != 0 {
 		c.CommitTime = time.UnixMicro(env.Source.TsUs).UTC()
 	} else {

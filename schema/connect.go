@@ -81,6 +81,10 @@ func (e *Encoder) tableSchemas(t *Table) tableSchemas {
 	value := &connectField{Type: "struct", Name: base + ".Envelope", Fields: []*connectField{
 		rowSchema("before"), rowSchema("after"), source, str("op", false),
 		{Type: "int64", Optional: true, Field: "ts_ms"},
+		{Type: "struct", Optional: true, Field: "transaction", Name: "event.block", Fields: []*connectField{
+			str("id", false), {Type: "int64", Field: "total_order"}, {Type: "int64", Field: "data_collection_order"},
+			{Type: "int64", Optional: true, Field: "key_order"},
+		}},
 		{Type: "array", Optional: true, Field: "unchanged", Items: &connectField{Type: "string"}},
 	}}
 	k, _ := json.Marshal(keySchema)

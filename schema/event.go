@@ -36,6 +36,18 @@ type Source struct {
 	TxID       uint32    // transaction id; 0 for snapshot rows
 	CommitTime time.Time // commit time of the transaction; snapshot start for snapshot rows
 	Snapshot   string    // SnapshotFalse, SnapshotTrue, SnapshotLast, SnapshotIncremental
+	// Order is the change's place in its transaction (1, 2, ...): with
+	// CommitLSN it is the change's position, unique and strictly increasing
+	// in source order (several rows of one COPY share an LSN). 0 for
+	// snapshot rows, which carry no transaction block.
+	Order uint64
+	// TableOrder is the change's place among its transaction's changes of
+	// the same table (Debezium's data_collection_order).
+	TableOrder uint64
+	// KeyOrder is the change's place among its transaction's changes of the
+	// same key (1 for the first); an upper bound in transactions that touch
+	// very many keys (see KeyCounter).
+	KeyOrder uint64
 }
 
 // Event is one change of one row.
@@ -164,7 +176,8 @@ func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 	dst = append(dst, byte(ev.Op))
 	dst = append(dst, `","ts_ms":`...)
 	dst = strconv.AppendInt(dst, now.UnixMilli(), 10)
-	dst = append(dst, `,"transaction":null`...)
+	dst = append(dst, `,"transaction":`...)
+	dst = appendTransaction(dst, &ev.Source)
 	if unchanged := unchangedColumns(ev.Table, ev.After); len(unchanged) > 0 {
 		dst = append(dst, `,"unchanged":[`...)
 		for i, name := range unchanged {
@@ -234,4 +247,23 @@ func (e *Encoder) appendValue(dst []byte, c Column, v Value) ([]byte, error) {
 	default:
 		return append(dst, "null"...), nil
 	}
+}
+
+// appendTransaction writes Debezium's transaction block (id, total_order,
+// data_collection_order) plus scoop's key_order, or null for snapshot rows.
+func appendTransaction(dst []byte, src *Source) []byte {
+	if src.Order == 0 {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, `{"id":"`...)
+	dst = strconv.AppendUint(dst, uint64(src.TxID), 10)
+	dst = append(dst, ':')
+	dst = strconv.AppendUint(dst, src.CommitLSN, 10)
+	dst = append(dst, `","total_order":`...)
+	dst = strconv.AppendUint(dst, src.Order, 10)
+	dst = append(dst, `,"data_collection_order":`...)
+	dst = strconv.AppendUint(dst, src.TableOrder, 10)
+	dst = append(dst, `,"key_order":`...)
+	dst = strconv.AppendUint(dst, src.KeyOrder, 10)
+	return append(dst, '}')
 }

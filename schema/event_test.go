@@ -51,7 +51,7 @@ func TestEnvelopeGolden(t *testing.T) {
 	commit := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	now := commit.Add(time.Second)
 	tbl := testTable()
-	src := Source{LSN: 123456, TxID: 789, CommitTime: commit, Snapshot: SnapshotFalse}
+	src := Source{LSN: 123456, CommitLSN: 123999, TxID: 789, CommitTime: commit, Snapshot: SnapshotFalse, Order: 3, TableOrder: 2, KeyOrder: 1}
 	update := Event{Op: OpUpdate, Table: tbl,
 		Before: Row{txt("1"), {Kind: Absent}, {Kind: Absent}, {Kind: Absent}},
 		After:  Row{txt("1"), txt("a@example.com"), {Kind: Unchanged}, txt("10.50")},

@@ -287,8 +287,18 @@ func classify(err error) error {
 	return err
 }
 
+// writeTime is a change's USING TIMESTAMP: the source commit time in µs,
+// plus the change's place among its transaction's changes of the same key
+// (minus one). Changes of one key in one transaction would otherwise tie,
+// and at a tie a delete beats an insert and the larger value beats the
+// later one: DELETE k; INSERT k in one transaction, cut by a batch boundary
+// or applied again one by one, lost the row.
+func writeTime(c *pipeline.Change) int64 {
+	return c.CommitTime.UnixMicro() + int64(max(c.KeyOrder, 1)) - 1
+}
+
 func (s *Sink) statement(c pipeline.Change) (string, []any, error) {
-	ts := c.CommitTime.UnixMicro()
+	ts := writeTime(&c)
 	if c.Op == 'd' {
 		where := make([]string, len(s.keys))
 		args := []any{ts}

@@ -326,3 +326,98 @@ func TestSinkBulk(t *testing.T) {
 		})
 	}
 }
+
+// at sets a change's source position: commit LSN, place in the
+// transaction, and place among the transaction's changes of its key.
+func at(c pipeline.Change, commitLSN, lsn, order, keyOrder uint64) pipeline.Change {
+	c.CommitLSN, c.LSN, c.Order, c.KeyOrder = commitLSN, lsn, order, keyOrder
+	return c
+}
+
+// A Kafka partition is not monotonic in source positions: a source that
+// restarted repeats a suffix, a failed write can leave [B, A, B], and the
+// rows of one COPY share an LSN. No sink may skip a change it never
+// applied because a later position was seen first.
+func TestSinkNonMonotonicLog(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			table := testenv.Name("order")
+			s := st.open(t, basicTarget(table), table)
+			// [B, A, B]: B (a later transaction) was written before A.
+			b := at(change('c', 20, `{"id":20,"name":"b","n":2}`, 20, 0), 200, 190, 1, 1)
+			a := at(change('c', 10, `{"id":10,"name":"a","n":1}`, 10, 1), 100, 90, 1, 1)
+			apply(t, s, b)
+			b2 := b
+			b2.Offset = 2
+			apply(t, s, a, b2)
+			want(t, st, table, 10, "name", "a")
+			want(t, st, table, 20, "name", "b")
+
+			// One COPY: every row has the same LSN, split over batches.
+			var first, second []pipeline.Change
+			for i := 1; i <= 20; i++ {
+				c := at(change('c', 100+i, fmt.Sprintf(`{"id":%d,"name":"copy","n":%d}`, 100+i, i), 30, int64(2+i)), 300, 290, uint64(i), 1)
+				if i <= 10 {
+					first = append(first, c)
+				} else {
+					second = append(second, c)
+				}
+			}
+			apply(t, s, first...)
+			apply(t, s, second...)
+			for i := 1; i <= 20; i++ {
+				want(t, st, table, 100+i, "name", "copy")
+			}
+		})
+	}
+}
+
+// Changes of one key in one transaction share a commit time; cut by a
+// batch boundary (or applied one by one after a bisect) they must still
+// resolve in source order.
+func TestSinkOneKeyManyChangesInOneTransaction(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			table := testenv.Name("intx")
+			s := st.open(t, basicTarget(table), table)
+			pos := func(c pipeline.Change, order, keyOrder uint64) pipeline.Change { return at(c, 500, 490+order, order, keyOrder) }
+			// DELETE k; INSERT k: the row exists.
+			apply(t, s, pos(change('c', 1, `{"id":1,"name":"old","n":1}`, 40, 0), 1, 1))
+			apply(t, s, pos(change('d', 1, ``, 50, 1), 2, 1))
+			apply(t, s, pos(change('c', 1, `{"id":1,"name":"back","n":1}`, 50, 2), 3, 2))
+			want(t, st, table, 1, "name", "back")
+			// INSERT k; DELETE k: the row is gone.
+			apply(t, s, pos(change('c', 2, `{"id":2,"name":"brief","n":1}`, 50, 3), 4, 1))
+			apply(t, s, pos(change('d', 2, ``, 50, 4), 5, 2))
+			wantAbsent(t, st, table, 2)
+			// Two updates: the later one wins even when its value sorts first.
+			apply(t, s, pos(change('c', 3, `{"id":3,"name":"b-first","n":1}`, 50, 5), 6, 1))
+			apply(t, s, pos(change('u', 3, `{"id":3,"name":"a-second","n":1}`, 50, 6), 7, 2))
+			want(t, st, table, 3, "name", "a-second")
+		})
+	}
+}
+
+// A batch that fails in the PostgreSQL sink (a value the column refuses)
+// rolls back its transaction, and with it the staging table it created;
+// the next batch must not trip over the missing table.
+func TestPostgresSinkRecoversAfterFailedBatch(t *testing.T) {
+	st := pgStore(postgres.MethodCopy)
+	table := testenv.Name("poison")
+	s := st.open(t, basicTarget(table), table)
+	var bad, good []pipeline.Change
+	for i := 1; i <= 12; i++ {
+		n := fmt.Sprint(i)
+		if i == 6 {
+			n = `"not a number"`
+		}
+		bad = append(bad, change('c', i, fmt.Sprintf(`{"id":%d,"name":"x","n":%s}`, i, n), 1, int64(i)))
+		good = append(good, change('c', 100+i, fmt.Sprintf(`{"id":%d,"name":"y","n":%d}`, 100+i, i), 2, int64(100+i)))
+	}
+	err := s.Apply(context.Background(), bad)
+	if err == nil || !pipeline.IsPermanent(err) || !strings.Contains(err.Error(), "invalid input syntax for type bigint") {
+		t.Fatalf("poison batch: got %v, want a permanent error naming the bad value", err)
+	}
+	apply(t, s, good...)
+	want(t, st, table, 112, "name", "y")
+}

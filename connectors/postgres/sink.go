@@ -302,19 +302,18 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		for i := range batch {
 			c := &batch[i]
 			p, seen := done[c.Partition]
-			switch {
-			case seen && c.Offset <= p.offset:
+			if seen && c.Offset <= p.offset {
 				continue // this record was applied before a crash
-			case seen && c.CommitLSN != 0 && !p.after(c.CommitLSN, c.LSN):
-				// The source repeated a change it had published before a
-				// crash (at-least-once into Kafka): it is already applied.
-				p.offset = c.Offset
-			default:
-				apply = append(apply, *c)
-				p.offset = c.Offset
-				if c.CommitLSN != 0 {
-					p.commitLSN, p.lsn = c.CommitLSN, c.LSN
-				}
+			}
+			// Only the exact record is recognised as applied: a change the
+			// source repeated after a crash, or that a failed Kafka write
+			// left out of order, is applied again in log order, which
+			// converges (see pipeline/doc.go). Skipping by source position
+			// across keys dropped changes that were never applied.
+			apply = append(apply, *c)
+			p.offset = c.Offset
+			if c.CommitLSN != 0 {
+				p.commitLSN, p.lsn = c.CommitLSN, c.LSN
 			}
 			done[c.Partition] = p
 			high[c.Partition] = p
@@ -356,6 +355,9 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		return tx.SendBatch(ctx, &b).Close()
 	})
 	if err != nil {
+		// A rolled-back transaction takes the staging table with it when
+		// it created it: create it again next time (IF NOT EXISTS).
+		s.staged = false
 		return classify(err)
 	}
 	return nil
@@ -373,18 +375,11 @@ func lastStreamed(changes []pipeline.Change) *pipeline.Change {
 func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 // progress is what a sink has applied of one partition: the Kafka offset,
-// and the source position (commit LSN, LSN) of the last streamed change.
+// and the source position (commit LSN, LSN) of the last streamed change
+// (kept for operators; nothing is skipped by it).
 type progress struct {
 	offset         int64
 	commitLSN, lsn uint64
-}
-
-// after reports whether a change at (commitLSN, lsn) comes after p.
-func (p progress) after(commitLSN, lsn uint64) bool {
-	if p.commitLSN == 0 {
-		return true
-	}
-	return commitLSN > p.commitLSN || (commitLSN == p.commitLSN && lsn > p.lsn)
 }
 
 func (s *Sink) readProgress(ctx context.Context, tx pgx.Tx) (map[int]progress, error) {
@@ -405,13 +400,15 @@ func (s *Sink) readProgress(ctx context.Context, tx pgx.Tx) (map[int]progress, e
 	return done, rows.Err()
 }
 
-// classify marks errors that retrying cannot fix as permanent: bad data
-// (class 22), constraint violations (23), undefined or mistyped objects (42).
+// classify marks errors that retrying cannot fix as permanent: cardinality
+// violations (class 21, e.g. one merge touching a row twice), bad data (22),
+// constraint violations (23), undefined or mistyped objects (42). The
+// consumer then bisects the batch and dead-letters what cannot be applied.
 func classify(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {
-		case "22", "23", "42":
+		case "21", "22", "23", "42":
 			return pipeline.Permanent(err)
 		}
 	}

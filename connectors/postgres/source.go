@@ -95,6 +95,9 @@ type Source struct {
 	types  schema.TypeMap
 	stats  *SourceStats
 	marks  watermarks
+	// Used by the stream loop only.
+	catalog  *catalog
+	keyOrder *pipeline.KeyCounter
 }
 
 // SourceStats are counters for metrics and status.

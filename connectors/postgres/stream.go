@@ -21,6 +21,19 @@ type txState struct {
 	xid        uint32
 	commitLSN  uint64
 	commitTime time.Time
+	order      uint64            // changes emitted so far
+	tableOrder map[uint32]uint64 // per relation
+}
+
+// position gives the next change of relation rel its place in the
+// transaction (see schema.Source.Order).
+func (tx *txState) position(rel uint32, src *schema.Source) {
+	tx.order++
+	if tx.tableOrder == nil {
+		tx.tableOrder = map[uint32]uint64{}
+	}
+	tx.tableOrder[rel]++
+	src.Order, src.TableOrder = tx.order, tx.tableOrder[rel]
 }
 
 // stream runs START_REPLICATION without pgoutput streaming: each
@@ -41,6 +54,9 @@ func (s *Source) stream(ctx context.Context, repl *pgconn.PgConn, start pglogrep
 	s.log.Info("streaming", "from", start.String())
 	relations := map[uint32]*schema.Table{}
 	enc := schema.NewEncoder(s.cfg.Encoding, s.types)
+	s.catalog = &catalog{url: s.cfg.URL}
+	defer s.catalog.close()
+	s.keyOrder = pipeline.NewKeyCounter()
 	var tx txState
 	send := func(it pipeline.Item) error { return s.handOver(ctx, out, it) }
 	nextStatus := time.Now()
@@ -135,6 +151,10 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 	switch m := m.(type) {
 	case *pglogrepl.RelationMessage:
 		t := &schema.Table{OID: m.RelationID, Schema: m.Namespace, Name: m.RelationName}
+		keys, err := s.catalog.keyColumns(ctx, m.RelationID)
+		if err != nil {
+			return err
+		}
 		for _, c := range m.Columns {
 			if _, ok := s.types[c.DataType]; !ok {
 				if err := s.reloadTypes(ctx); err != nil {
@@ -142,7 +162,11 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 				}
 				enc.SetTypes(s.types)
 			}
-			t.Columns = append(t.Columns, schema.Column{Name: c.Name, Type: c.DataType, TypeMod: c.TypeModifier, Key: c.Flags&1 != 0})
+			key := c.Flags&1 != 0
+			if keys != nil {
+				key = keys[c.Name]
+			}
+			t.Columns = append(t.Columns, schema.Column{Name: c.Name, Type: c.DataType, TypeMod: c.TypeModifier, Key: key})
 		}
 		relations[m.RelationID] = t
 	case *pglogrepl.TypeMessage:
@@ -153,7 +177,9 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 			enc.SetTypes(s.types)
 		}
 	case *pglogrepl.BeginMessage:
-		*tx = txState{open: true, xid: m.Xid, commitLSN: uint64(m.FinalLSN), commitTime: m.CommitTime}
+		clear(tx.tableOrder)
+		*tx = txState{open: true, xid: m.Xid, commitLSN: uint64(m.FinalLSN), commitTime: m.CommitTime, tableOrder: tx.tableOrder}
+		s.keyOrder.Reset()
 	case *pglogrepl.OriginMessage:
 		if isOwnOrigin(m.Name, s.cfg.Origin) {
 			tx.skip = true
@@ -173,11 +199,11 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 			return send(pipeline.Item{Mark: uint64(m.LSN)})
 		}
 	case *pglogrepl.InsertMessage:
-		return s.emit(relations, enc, tx, xld.WALStart, m.RelationID, schema.OpCreate, nil, m.Tuple, send)
+		return s.emit(ctx, relations, enc, tx, xld.WALStart, m.RelationID, schema.OpCreate, nil, m.Tuple, send)
 	case *pglogrepl.UpdateMessage:
-		return s.emit(relations, enc, tx, xld.WALStart, m.RelationID, schema.OpUpdate, m.OldTuple, m.NewTuple, send)
+		return s.emit(ctx, relations, enc, tx, xld.WALStart, m.RelationID, schema.OpUpdate, m.OldTuple, m.NewTuple, send)
 	case *pglogrepl.DeleteMessage:
-		return s.emit(relations, enc, tx, xld.WALStart, m.RelationID, schema.OpDelete, m.OldTuple, nil, send)
+		return s.emit(ctx, relations, enc, tx, xld.WALStart, m.RelationID, schema.OpDelete, m.OldTuple, nil, send)
 	case *pglogrepl.TruncateMessage:
 		if tx.skip {
 			return nil
@@ -239,7 +265,7 @@ func tupleRow(t *schema.Table, td *pglogrepl.TupleData) schema.Row {
 	return row
 }
 
-func (s *Source) emit(relations map[uint32]*schema.Table, enc *schema.Encoder, tx *txState, lsn pglogrepl.LSN, rel uint32, op schema.Op, before, after *pglogrepl.TupleData, send func(pipeline.Item) error) error {
+func (s *Source) emit(ctx context.Context, relations map[uint32]*schema.Table, enc *schema.Encoder, tx *txState, lsn pglogrepl.LSN, rel uint32, op schema.Op, before, after *pglogrepl.TupleData, send func(pipeline.Item) error) error {
 	if tx.skip {
 		return nil
 	}
@@ -255,17 +281,77 @@ func (s *Source) emit(relations map[uint32]*schema.Table, enc *schema.Encoder, t
 	if op == schema.OpDelete && ev.Before == nil {
 		return fmt.Errorf("delete on %s at %s carries no old key", t.QualifiedName(), lsn)
 	}
-	topic := s.cfg.Topic(t.Schema, t.Name)
-	rec, err := eventRecord(enc, topic, &ev)
-	if err != nil {
-		return fmt.Errorf("encode change of %s at %s: %w", t.QualifiedName(), lsn, err)
+	if op == schema.OpUpdate && ev.Before != nil {
+		// REPLICA IDENTITY FULL: the old row holds the values of the
+		// TOASTed columns the update left out.
+		for i, v := range ev.After {
+			if v.Kind == schema.Unchanged && i < len(ev.Before) && (ev.Before[i].Kind == schema.Text || ev.Before[i].Kind == schema.Null) {
+				ev.After[i] = ev.Before[i]
+			}
+		}
+		moved, err := s.keyChange(ctx, enc, tx, t, &ev, send)
+		if err != nil {
+			return err
+		}
+		if moved {
+			ev = schema.Event{Op: schema.OpCreate, Table: t, After: ev.After, Source: ev.Source}
+		}
 	}
+	return s.publish(enc, tx, rel, &ev, send)
+}
+
+// keyChange turns an update that changed the row's key into a delete of the
+// old key (with its tombstone), as Debezium does; the caller then emits the
+// new row as a create. Under REPLICA IDENTITY DEFAULT the old tuple carries
+// only the identity columns, and only when they changed.
+func (s *Source) keyChange(ctx context.Context, enc *schema.Encoder, tx *txState, t *schema.Table, ev *schema.Event, send func(pipeline.Item) error) (bool, error) {
+	for i, c := range t.Columns {
+		if c.Key && (i >= len(ev.Before) || (ev.Before[i].Kind != schema.Text && ev.Before[i].Kind != schema.Null)) {
+			return false, nil // the old tuple does not hold the whole key
+		}
+	}
+	del := schema.Event{Op: schema.OpDelete, Table: t, Before: ev.Before, Source: ev.Source}
+	oldKey, err := enc.Key(nil, &del)
+	if err != nil {
+		return false, fmt.Errorf("encode old key of %s: %w", t.QualifiedName(), err)
+	}
+	newKey, err := enc.Key(nil, ev)
+	if err != nil {
+		return false, fmt.Errorf("encode key of %s: %w", t.QualifiedName(), err)
+	}
+	if string(oldKey) == string(newKey) {
+		return false, nil
+	}
+	// The create must carry every column: read the TOASTed ones the WAL
+	// left out from the table.
+	if err := s.catalog.fillUnchanged(ctx, t, ev.After); err != nil {
+		return false, err
+	}
+	return true, s.publish(enc, tx, t.OID, &del, send)
+}
+
+// publish encodes a change with its place in the transaction and hands it
+// over (a delete is followed by its tombstone).
+func (s *Source) publish(enc *schema.Encoder, tx *txState, rel uint32, ev *schema.Event, send func(pipeline.Item) error) error {
+	t := ev.Table
+	topic := s.cfg.Topic(t.Schema, t.Name)
+	key, err := enc.Key(nil, ev)
+	if err != nil {
+		return fmt.Errorf("encode change of %s at %s: %w", t.QualifiedName(), pglogrepl.LSN(ev.Source.LSN), err)
+	}
+	tx.position(rel, &ev.Source)
+	ev.Source.KeyOrder = s.keyOrder.Next(topic, key)
+	val, err := enc.Value(make([]byte, 0, 256), ev, time.Now())
+	if err != nil {
+		return fmt.Errorf("encode change of %s at %s: %w", t.QualifiedName(), pglogrepl.LSN(ev.Source.LSN), err)
+	}
+	rec := &pipeline.Record{Topic: topic, Key: key, Value: val, Time: ev.Source.CommitTime}
 	s.stats.Events.Add(1)
 	s.marks.noteChange(t, rec.Key)
 	if err := send(pipeline.Item{Record: rec}); err != nil {
 		return err
 	}
-	if op == schema.OpDelete {
+	if ev.Op == schema.OpDelete {
 		return send(pipeline.Item{Record: &pipeline.Record{Topic: topic, Key: rec.Key, Time: rec.Time}})
 	}
 	return nil
