@@ -13,6 +13,10 @@ type Record struct {
 	Value   []byte
 	Time    time.Time
 	Headers map[string]string
+	// AllPartitions: the publisher writes one copy to every partition of
+	// the topic (a truncate marker, see PartitionsHeader); its budget and
+	// batch bytes count once.
+	AllPartitions bool
 }
 
 // Item is a Record, a Mark (a position the source may acknowledge once

@@ -80,8 +80,15 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 			if err != nil {
 				return err
 			}
+			// Truncate barriers live in the monolith, which every instance
+			// consuming the group reaches.
+			barriers, err := postgres.NewTruncateBarriers(ctx, cfg.SourceURL)
+			if err != nil {
+				return err
+			}
+			defer barriers.Close()
 			return kafka.Consume(ctx, kafka.ConsumerConfig{
-				Dialer:  dialer,
+				Dialer: dialer, Barriers: barriers,
 				Brokers: cfg.KafkaBrokers, GroupID: group, Topic: topic, Mapping: &m.Mapping,
 				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log, MaxBatch: cfg.SinkBatch, MaxBatchBytes: cfg.SinkBatchMB << 20,
 			}, sink, stats)

@@ -33,6 +33,10 @@ type ConsumerConfig struct {
 	// (default) replays the whole retained history.
 	StartOffset int64
 	Logger      *slog.Logger
+	// Barriers orders truncate markers against every partition, across
+	// the instances of the group (nil: a truncate is applied where it is
+	// read, ordered against its own partition only).
+	Barriers pipeline.TruncateBarriers
 }
 
 // ConsumerStats are counters for metrics and status.
@@ -74,33 +78,82 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 		stats = &ConsumerStats{}
 	}
 	log := cfg.Logger.With("mapping", cfg.Mapping.Name, "topic", cfg.Topic)
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:       cfg.Brokers,
-		GroupID:       cfg.GroupID,
-		Topic:         cfg.Topic,
-		MinBytes:      1,
-		MaxWait:       100 * time.Millisecond,
-		StartOffset:   cfg.StartOffset,
-		Dialer:        cfg.Dialer,
-		QueueCapacity: min(cfg.MaxBatch, 1000),
-		MaxBytes:      min(cfg.MaxBatchBytes, 16<<20),
-		// Offsets are committed after the store committed the batch; the
-		// commit to Kafka itself is asynchronous (the PostgreSQL sink keeps
-		// its own offsets, and every sink is idempotent under redelivery).
-		CommitInterval: time.Second,
-		// A crashed instance's partitions move to the others within ~10s.
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
-		HeartbeatInterval: time.Second,
-	})
-	defer r.Close()
+	newReader := func() *kafkago.Reader {
+		return kafkago.NewReader(kafkago.ReaderConfig{
+			Brokers:       cfg.Brokers,
+			GroupID:       cfg.GroupID,
+			Topic:         cfg.Topic,
+			MinBytes:      1,
+			MaxWait:       100 * time.Millisecond,
+			StartOffset:   cfg.StartOffset,
+			Dialer:        cfg.Dialer,
+			QueueCapacity: min(cfg.MaxBatch, 1000),
+			MaxBytes:      min(cfg.MaxBatchBytes, 16<<20),
+			// Offsets are committed after the store committed the batch; the
+			// commit to Kafka itself is asynchronous (the PostgreSQL sink keeps
+			// its own offsets, and every sink is idempotent under redelivery).
+			CommitInterval: time.Second,
+			// A crashed instance's partitions move to the others within ~10s.
+			SessionTimeout:    10 * time.Second,
+			RebalanceTimeout:  10 * time.Second,
+			HeartbeatInterval: time.Second,
+		})
+	}
+	gate := newTruncateGate(cfg, log, sink, stats)
+	if err := gate.reset(ctx); err != nil {
+		return err
+	}
+	r := newReader()
+	defer func() { r.Close() }()
+	commit := func(ms []kafkago.Message) error {
+		if err := r.CommitMessages(ctx, ms...); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("mapping %s: commit offsets: %w", cfg.Mapping.Name, err)
+		}
+		return nil
+	}
+	apply := func(ms []kafkago.Message) error {
+		if err := applyBatch(ctx, cfg, log, sink, stats, ms); err != nil {
+			return err
+		}
+		return commit(ms)
+	}
 	msgs := make([]kafkago.Message, 0, cfg.MaxBatch)
 	for {
 		msgs = msgs[:0]
-		m, err := r.FetchMessage(ctx)
+		reread, err := gate.poll(ctx)
+		if err != nil {
+			return err
+		}
+		if reread {
+			// Closing flushes the committed offsets: the held partitions
+			// are read again from their markers, now skipped.
+			log.Info("truncate done; reading the held partitions again from their markers")
+			if err := r.Close(); err != nil {
+				log.Warn("close the reader after a truncate", "error", err)
+			}
+			if err := gate.reset(ctx); err != nil {
+				return err
+			}
+			r = newReader()
+			continue
+		}
+		// While partitions wait at a marker, the fetch gives way to the
+		// barrier's poll; the other partitions keep flowing.
+		fctx, fcancel := ctx, context.CancelFunc(func() {})
+		if gate.waiting() {
+			fctx, fcancel = context.WithTimeout(ctx, barrierPoll)
+		}
+		m, err := r.FetchMessage(fctx)
+		fcancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if fctx.Err() != nil {
+				continue
 			}
 			return fmt.Errorf("mapping %s: fetch from %s: %w", cfg.Mapping.Name, cfg.Topic, err)
 		}
@@ -119,14 +172,8 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err := applyBatch(ctx, cfg, log, sink, stats, msgs); err != nil {
+		if err := gate.process(ctx, msgs, apply, commit); err != nil {
 			return err
-		}
-		if err := r.CommitMessages(ctx, msgs...); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("mapping %s: commit offsets: %w", cfg.Mapping.Name, err)
 		}
 	}
 }

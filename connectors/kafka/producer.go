@@ -52,6 +52,7 @@ type Producer struct {
 
 	mu     sync.Mutex
 	topics map[string]bool // topics known to exist
+	parts  map[string]int  // partition counts, for truncate markers
 }
 
 // NewProducer returns a Producer; no connection is made until first use.
@@ -65,7 +66,7 @@ func NewProducer(cfg Config) (*Producer, error) {
 	}
 	w := &kafkago.Writer{
 		Addr:         kafkago.TCP(cfg.Brokers...),
-		Balancer:     &kafkago.Murmur2Balancer{},
+		Balancer:     &markerBalancer{},
 		RequiredAcks: kafkago.RequireAll,
 		MaxAttempts:  10,
 		BatchSize:    10000,
@@ -83,6 +84,7 @@ func NewProducer(cfg Config) (*Producer, error) {
 		writer: w,
 		client: &kafkago.Client{Addr: w.Addr, Timeout: 30 * time.Second, Transport: transport},
 		topics: map[string]bool{},
+		parts:  map[string]int{},
 	}, nil
 }
 
@@ -158,9 +160,11 @@ func leadersKnown(ps []kafkago.Partition) bool {
 	return true
 }
 
-// Publish implements pipeline.Publisher.
+// Publish implements pipeline.Publisher. A record flagged AllPartitions
+// (a truncate marker) is written once to every partition of its topic, in
+// the same WriteMessages call as the records around it, so each partition
+// keeps it in place.
 func (p *Producer) Publish(ctx context.Context, records []pipeline.Record) error {
-	msgs := make([]kafkago.Message, len(records))
 	var topics []string
 	seen := map[string]bool{}
 	for i := range records {
@@ -172,12 +176,12 @@ func (p *Producer) Publish(ctx context.Context, records []pipeline.Record) error
 			seen[r.Topic] = true
 			topics = append(topics, r.Topic)
 		}
-		msgs[i] = kafkago.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Time: r.Time}
-		for k, v := range r.Headers {
-			msgs[i].Headers = append(msgs[i].Headers, kafkago.Header{Key: k, Value: []byte(v)})
-		}
 	}
 	if err := p.EnsureTopics(ctx, topics...); err != nil {
+		return err
+	}
+	msgs, err := messages(records, func(topic string) (int, error) { return p.partitionCount(ctx, topic) })
+	if err != nil {
 		return err
 	}
 	// Temporary failures (leader elections, a broker restarting) are retried

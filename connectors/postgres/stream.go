@@ -221,7 +221,9 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 			if err != nil {
 				return err
 			}
-			rec := &pipeline.Record{Topic: s.cfg.Topic(t.Schema, t.Name), Value: val, Time: tx.commitTime}
+			// A truncate has no key: it goes to every partition, so that it
+			// is ordered against every change before and after it.
+			rec := &pipeline.Record{Topic: s.cfg.Topic(t.Schema, t.Name), Value: val, Time: tx.commitTime, AllPartitions: true}
 			if err := send(pipeline.Item{Record: rec}); err != nil {
 				return err
 			}

@@ -1,0 +1,184 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/scoop-cdc/scoop/pipeline"
+)
+
+// barrierPoll is how often a consumer holding truncate markers asks
+// whether their barriers are done.
+const barrierPoll = 200 * time.Millisecond
+
+// truncateGate orders truncate markers against every partition (see
+// docs/sinks.md). When partition p's marker arrives, everything before it
+// in p is applied and committed, the arrival is recorded in the barrier
+// store shared by every instance of the group, and p is held: its later
+// messages are dropped unapplied and uncommitted, so Kafka delivers them
+// again once the reader is re-created. Other partitions flow on. When
+// every partition has arrived one consumer truncates the store; then every
+// consumer holding a marker re-creates its reader and reads the held
+// partitions again from the marker, which it now skips.
+type truncateGate struct {
+	cfg      ConsumerConfig
+	log      *slog.Logger
+	sink     pipeline.Sink
+	stats    *ConsumerStats
+	held     map[int]heldMarker // by partition
+	lastPoll time.Time
+	// truncated: per partition, the offset of the last marker of a done
+	// barrier; messages below it were wiped by that truncate.
+	truncated map[int]int64
+}
+
+type heldMarker struct {
+	id     pipeline.BarrierID
+	msg    kafkago.Message
+	change pipeline.Change
+}
+
+func newTruncateGate(cfg ConsumerConfig, log *slog.Logger, sink pipeline.Sink, stats *ConsumerStats) *truncateGate {
+	return &truncateGate{cfg: cfg, log: log, sink: sink, stats: stats, held: map[int]heldMarker{}}
+}
+
+// waiting reports whether some partition is held at a marker.
+func (g *truncateGate) waiting() bool { return len(g.held) > 0 }
+
+// reset forgets the held markers (the reader is re-created: they will be
+// read again) and loads the offsets of the done barriers.
+func (g *truncateGate) reset(ctx context.Context) error {
+	clear(g.held)
+	if g.cfg.Barriers == nil {
+		return nil
+	}
+	t, err := g.cfg.Barriers.Truncated(ctx, g.cfg.GroupID, g.cfg.Topic)
+	if err != nil {
+		return fmt.Errorf("mapping %s: %w", g.cfg.Mapping.Name, err)
+	}
+	g.truncated = t
+	return nil
+}
+
+// marker returns the barrier of a truncate marker, or ok=false for any
+// other message (a truncate without the header, or on a topic of one
+// partition, is ordered by its partition alone and applied in its batch).
+func (g *truncateGate) marker(m kafkago.Message) (heldMarker, bool) {
+	n := markerPartitions(m)
+	if n < 2 || g.cfg.Barriers == nil {
+		return heldMarker{}, false
+	}
+	c, ok, err := pipeline.DecodeChange(m.Key, m.Value)
+	if err != nil || !ok || c.Op != 't' {
+		return heldMarker{}, false // dead-lettered with its reason by applyBatch
+	}
+	c.Topic, c.Partition, c.Offset = m.Topic, m.Partition, m.Offset
+	g.cfg.Mapping.Shape(&c)
+	id := pipeline.BarrierID{Group: g.cfg.GroupID, Topic: m.Topic, CommitLSN: c.CommitLSN, LSN: c.LSN, Partitions: n}
+	return heldMarker{id: id, msg: m, change: c}, true
+}
+
+// process applies a fetched batch in order: messages of held partitions
+// are dropped, and the batch is cut at each marker, so that what precedes
+// a marker in its partition is applied and committed before it arrives.
+// apply applies and commits messages; commit only commits them.
+func (g *truncateGate) process(ctx context.Context, msgs []kafkago.Message, apply, commit func([]kafkago.Message) error) error {
+	pending := make([]kafkago.Message, 0, len(msgs))
+	var wiped []kafkago.Message
+	for _, m := range msgs {
+		if _, held := g.held[m.Partition]; held {
+			continue
+		}
+		if off, ok := g.truncated[m.Partition]; ok && m.Offset < off {
+			// Applied before a truncate that is done, and read again
+			// because the commit of its offset was lost: applying it now
+			// would bring back a row the truncate removed.
+			wiped = append(wiped, m)
+			continue
+		}
+		hm, ok := g.marker(m)
+		if !ok {
+			pending = append(pending, m)
+			continue
+		}
+		if len(pending) > 0 {
+			if err := apply(pending); err != nil {
+				return err
+			}
+			pending = pending[:0]
+		}
+		st, err := g.cfg.Barriers.Arrive(ctx, hm.id, m.Partition, m.Offset)
+		if err != nil {
+			return fmt.Errorf("mapping %s: %w", g.cfg.Mapping.Name, err)
+		}
+		if st.Done {
+			// Truncated already: this partition is read again after
+			// the barrier, or the source published the truncate twice.
+			if err := commit([]kafkago.Message{m}); err != nil {
+				return err
+			}
+			continue
+		}
+		g.held[m.Partition] = hm
+		g.log.Info("truncate marker reached; partition waits for the others", "partition", m.Partition, "offset", m.Offset, "barrier", hm.id.String(), "arrived", st.Arrived, "of", hm.id.Partitions)
+		g.lastPoll = time.Time{} // check at once: it may be the last one
+	}
+	if len(pending) > 0 {
+		if err := apply(pending); err != nil {
+			return err
+		}
+	}
+	if len(wiped) > 0 {
+		return commit(wiped)
+	}
+	return nil
+}
+
+// poll completes the barriers whose markers all arrived (one instance
+// truncates, the others find them done) and reports whether one held here
+// is done: the reader must then be re-created to read the held partitions
+// again from their markers.
+func (g *truncateGate) poll(ctx context.Context) (reread bool, err error) {
+	if !g.waiting() || time.Since(g.lastPoll) < barrierPoll {
+		return false, nil
+	}
+	g.lastPoll = time.Now()
+	checked := map[pipeline.BarrierID]bool{}
+	for _, hm := range g.held {
+		if checked[hm.id] {
+			continue
+		}
+		checked[hm.id] = true
+		st, err := g.cfg.Barriers.State(ctx, hm.id)
+		if err != nil {
+			return false, fmt.Errorf("mapping %s: %w", g.cfg.Mapping.Name, err)
+		}
+		if !st.Done && st.Arrived >= hm.id.Partitions {
+			st, err = g.cfg.Barriers.Complete(ctx, hm.id, func(ctx context.Context) error {
+				return g.truncate(ctx, hm)
+			})
+			if err != nil {
+				return false, fmt.Errorf("mapping %s: %w", g.cfg.Mapping.Name, err)
+			}
+		}
+		if st.Done {
+			reread = true
+		}
+	}
+	return reread, nil
+}
+
+// truncate applies the marker's truncate to the store, retrying while the
+// store is unavailable.
+func (g *truncateGate) truncate(ctx context.Context, hm heldMarker) error {
+	g.log.Info("every partition reached the truncate marker; truncating the store", "barrier", hm.id.String())
+	if err := applyRetrying(ctx, g.log, g.sink, g.stats, []pipeline.Change{hm.change}); err != nil {
+		return fmt.Errorf("truncate the store at offset %d/%d: %w", hm.msg.Partition, hm.msg.Offset, err)
+	}
+	g.stats.Applied.Add(1)
+	return nil
+}
