@@ -204,7 +204,7 @@ func (b *bench) cleanup() {
 	}
 	if len(b.slots) > 0 {
 		// scoop's own state for these slots (snapshot marks, mapping registry)
-		for _, t := range []string{"scoop.source_tables", "scoop.mappings", "scoop.registry"} {
+		for _, t := range []string{"scoop.source_tables", "scoop.source_slots", "scoop.mappings", "scoop.registry"} {
 			b.mono.Exec(ctx, `DELETE FROM `+t+` WHERE slot = ANY($1)`, b.slots)
 		}
 	}

@@ -58,7 +58,7 @@ func cleanRun(ctx context.Context, id string) error {
 	for _, p := range names(mono, `SELECT pubname FROM pg_publication WHERE pubname LIKE $1`) {
 		mono.Exec(ctx, `DROP PUBLICATION IF EXISTS `+p)
 	}
-	for _, t := range []string{"scoop.source_tables", "scoop.mappings", "scoop.registry"} {
+	for _, t := range []string{"scoop.source_tables", "scoop.source_slots", "scoop.mappings", "scoop.registry"} {
 		mono.Exec(ctx, `DELETE FROM `+t+` WHERE slot LIKE $1`, like)
 	}
 	for _, t := range names(mono, `SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE $1`) {

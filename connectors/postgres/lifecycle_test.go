@@ -98,3 +98,29 @@ func TestIncrementalSnapshotDoneAfterKafka(t *testing.T) {
 		t.Fatalf("%d of %d rows of the added table in Kafka after restart", len(seen), rows)
 	}
 }
+
+// TestStateOfEarlierVersionKeepsSlot: a database written by a version without
+// scoop.source_slots (copied tables recorded, no slot row) keeps its slot:
+// a row inserted while scoop was stopped streams as an insert, not as a
+// snapshot read of a recreated slot.
+func TestStateOfEarlierVersionKeepsSlot(t *testing.T) {
+	tbl, name := newTable(t, `CREATE TABLE %s (id int PRIMARY KEY)`)
+	c := testenv.Conn(t, "monolith")
+	prefix, slot := testenv.Name("p"), testenv.Name("s")
+	testenv.DropSlot(t, slot)
+	r := startSource(t, prefix, slot, []postgres.TableName{tbl}, nil)
+	waitSnapshotted(t, c, slot)
+	r.stop()
+	testenv.Exec(t, c, `DELETE FROM scoop.source_slots WHERE slot = $1`, slot)
+	testenv.Exec(t, c, fmt.Sprintf(`INSERT INTO %s VALUES (1)`, q(name)))
+	startSource(t, prefix, slot, []postgres.TableName{tbl}, nil)
+	evs := waitEvents(t, pipeline.TopicFor(prefix, "public", name), 1)
+	if evs[0].Op != "c" {
+		t.Fatalf("row inserted while stopped arrived with op %q: the slot was recreated", evs[0].Op)
+	}
+	var n int
+	c.QueryRow(context.Background(), `SELECT count(*) FROM scoop.source_slots WHERE slot = $1`, slot).Scan(&n)
+	if n != 1 {
+		t.Fatalf("%d rows for the slot in scoop.source_slots after migration, want 1", n)
+	}
+}

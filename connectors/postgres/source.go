@@ -230,15 +230,21 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 	if err != nil {
 		return 0, nil, err
 	}
+	// Whether the slot's initial snapshot completed is recorded per slot:
+	// a replay --snapshot of every table empties done, never this.
+	completed, err := slotSnapshotted(ctx, conn, s.cfg.Slot)
+	if err != nil {
+		return 0, nil, err
+	}
 	if slotExists && walStatus != nil && *walStatus == "lost" {
-		return 0, nil, fmt.Errorf("%w: replication slot %q was invalidated (wal_status = lost): the WAL it needed is gone and changes since its last confirmed position cannot be recovered. Scoop will not silently recreate it. To start over with a fresh snapshot: SELECT pg_drop_replication_slot('%s'); DELETE FROM scoop.source_tables WHERE slot = '%s'; then restart scoop (consider raising max_slot_wal_keep_size)",
+		return 0, nil, fmt.Errorf("%w: replication slot %q was invalidated (wal_status = lost): the WAL it needed is gone and changes since its last confirmed position cannot be recovered. Scoop will not silently recreate it. To start over with a fresh snapshot: SELECT pg_drop_replication_slot('%s'); DELETE FROM scoop.source_tables WHERE slot = '%s'; DELETE FROM scoop.source_slots WHERE slot = '%s'; then restart scoop (consider raising max_slot_wal_keep_size)",
+			ErrPrecondition, s.cfg.Slot, s.cfg.Slot, s.cfg.Slot, s.cfg.Slot)
+	}
+	if !slotExists && completed {
+		return 0, nil, fmt.Errorf("%w: replication slot %q is missing although its tables were snapshotted before (was it dropped, or did the database fail over?); changes since then cannot be recovered. To start over with a fresh snapshot: DELETE FROM scoop.source_tables WHERE slot = '%s'; DELETE FROM scoop.source_slots WHERE slot = '%s'; then restart scoop",
 			ErrPrecondition, s.cfg.Slot, s.cfg.Slot, s.cfg.Slot)
 	}
-	if !slotExists && len(done) > 0 {
-		return 0, nil, fmt.Errorf("%w: replication slot %q is missing although its tables were snapshotted before (was it dropped, or did the database fail over?); changes since then cannot be recovered. To start over with a fresh snapshot: DELETE FROM scoop.source_tables WHERE slot = '%s'; then restart scoop",
-			ErrPrecondition, s.cfg.Slot, s.cfg.Slot)
-	}
-	if slotExists && len(done) == 0 {
+	if slotExists && !completed {
 		// A slot whose initial snapshot never completed: nothing was
 		// confirmed past its start, so it is safe to begin again.
 		s.log.Info("dropping slot whose initial snapshot did not complete; starting over")
@@ -276,7 +282,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 		if err := s.waitAcked(ctx, uint64(point), out); err != nil {
 			return 0, nil, err
 		}
-		if err := markSnapshotted(ctx, conn, s.cfg.Slot, s.cfg.Tables); err != nil {
+		if err := markSlotSnapshotted(ctx, conn, s.cfg.Slot, s.cfg.Tables); err != nil {
 			return 0, nil, err
 		}
 		return point, nil, nil

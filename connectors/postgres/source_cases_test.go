@@ -499,7 +499,7 @@ func TestRefusesLostSlot(t *testing.T) {
 		t.Fatalf("slot not invalidated (wal_status %q)", status)
 	}
 	err = runOnce(t, c.URL("postgres"), "lost", tables)
-	want := `source precondition: replication slot "lost" was invalidated (wal_status = lost): the WAL it needed is gone and changes since its last confirmed position cannot be recovered. Scoop will not silently recreate it. To start over with a fresh snapshot: SELECT pg_drop_replication_slot('lost'); DELETE FROM scoop.source_tables WHERE slot = 'lost'; then restart scoop (consider raising max_slot_wal_keep_size)`
+	want := `source precondition: replication slot "lost" was invalidated (wal_status = lost): the WAL it needed is gone and changes since its last confirmed position cannot be recovered. Scoop will not silently recreate it. To start over with a fresh snapshot: SELECT pg_drop_replication_slot('lost'); DELETE FROM scoop.source_tables WHERE slot = 'lost'; DELETE FROM scoop.source_slots WHERE slot = 'lost'; then restart scoop (consider raising max_slot_wal_keep_size)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
 	}
@@ -517,7 +517,7 @@ func TestMissingSlotAfterSnapshot(t *testing.T) {
 	r.stop()
 	testenv.Exec(t, c, `SELECT pg_drop_replication_slot($1)`, slot)
 	err := runOnce(t, testenv.PGURL("monolith"), slot, []postgres.TableName{tbl})
-	want := fmt.Sprintf(`source precondition: replication slot %q is missing although its tables were snapshotted before (was it dropped, or did the database fail over?); changes since then cannot be recovered. To start over with a fresh snapshot: DELETE FROM scoop.source_tables WHERE slot = '%s'; then restart scoop`, slot, slot)
+	want := fmt.Sprintf(`source precondition: replication slot %q is missing although its tables were snapshotted before (was it dropped, or did the database fail over?); changes since then cannot be recovered. To start over with a fresh snapshot: DELETE FROM scoop.source_tables WHERE slot = '%s'; DELETE FROM scoop.source_slots WHERE slot = '%s'; then restart scoop`, slot, slot, slot)
 	if err == nil || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
 	}

@@ -6,13 +6,19 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/scoop-cdc/scoop/schema"
 )
 
 // scoop keeps its own small state in the monolith, in schema "scoop":
-// which tables of which slot have had their initial snapshot. The role needs
-// CREATE on the database the first time (or create the schema beforehand).
+// which slots have completed their initial snapshot (source_slots), and which
+// tables of each slot have been copied (source_tables; a replay --snapshot
+// removes a table's row, never the slot's). The role needs CREATE on the
+// database the first time (or create the schema beforehand).
+//
+// source_slots came later: a slot with copied tables counts as completed,
+// so databases of earlier versions keep their slots.
 func ensureStateTables(ctx context.Context, conn *pgx.Conn) error {
 	_, err := conn.Exec(ctx, `
 		CREATE SCHEMA IF NOT EXISTS scoop;
@@ -22,11 +28,36 @@ func ensureStateTables(ctx context.Context, conn *pgx.Conn) error {
 			table_name      text NOT NULL,
 			snapshotted_at  timestamptz NOT NULL DEFAULT now(),
 			PRIMARY KEY (slot, schema_name, table_name)
-		)`)
+		);
+		CREATE TABLE IF NOT EXISTS scoop.source_slots (
+			slot            text PRIMARY KEY,
+			snapshotted_at  timestamptz NOT NULL DEFAULT now()
+		);
+		INSERT INTO scoop.source_slots (slot) SELECT DISTINCT slot FROM scoop.source_tables ON CONFLICT DO NOTHING`)
 	if err != nil {
 		return fmt.Errorf("create scoop state tables: %w", err)
 	}
 	return nil
+}
+
+// slotSnapshotted reports whether the slot's initial snapshot completed.
+func slotSnapshotted(ctx context.Context, conn *pgx.Conn, slot string) (bool, error) {
+	var done bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM scoop.source_slots WHERE slot = $1)`, slot).Scan(&done); err != nil {
+		return false, fmt.Errorf("read snapshot state of slot %s: %w", slot, err)
+	}
+	return done, nil
+}
+
+// markSlotSnapshotted records the initial snapshot of the slot and its tables
+// in one transaction.
+func markSlotSnapshotted(ctx context.Context, conn *pgx.Conn, slot string, tables []TableName) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO scoop.source_slots (slot) VALUES ($1) ON CONFLICT DO NOTHING`, slot); err != nil {
+			return fmt.Errorf("record initial snapshot of slot %s: %w", slot, err)
+		}
+		return markSnapshotted(ctx, tx, slot, tables)
+	})
 }
 
 func snapshottedTables(ctx context.Context, conn *pgx.Conn, slot string) (map[TableName]bool, error) {
@@ -46,7 +77,12 @@ func snapshottedTables(ctx context.Context, conn *pgx.Conn, slot string) (map[Ta
 	return done, rows.Err()
 }
 
-func markSnapshotted(ctx context.Context, conn *pgx.Conn, slot string, tables []TableName) error {
+// execer is a connection or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func markSnapshotted(ctx context.Context, conn execer, slot string, tables []TableName) error {
 	for _, t := range tables {
 		if _, err := conn.Exec(ctx, `INSERT INTO scoop.source_tables (slot, schema_name, table_name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, slot, t.Schema, t.Name); err != nil {
 			return fmt.Errorf("record snapshot of %s: %w", t, err)
