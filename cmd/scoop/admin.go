@@ -64,6 +64,15 @@ func (a *admin) mappingStats(name string) *kafka.ConsumerStats {
 				}
 				return 0
 			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_sink_schema_mismatch", Help: "1 while the target table cannot take the source's columns and the mapping waits for an operator (see last_error in /status).", ConstLabels: labels},
+			func() float64 {
+				if st.SchemaMismatch.Load() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_sink_schema_changes_total", Help: "Sink rebuilds after the source table's columns changed.", ConstLabels: labels},
+			func() float64 { return float64(st.SchemaChanges.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_sink_lag_seconds", Help: "Now minus the commit time of the last applied change.", ConstLabels: labels},
 			func() float64 {
 				if ms := st.LastCommit.Load(); ms > 0 {
@@ -169,8 +178,13 @@ func (a *admin) mappingStatus() map[string]any {
 		if st == nil {
 			continue
 		}
-		out[m.Name] = map[string]any{"source": m.Source, "store": m.Store, "generation": m.Generation,
-			"applied": st.Applied.Load(), "dead_letters": st.DeadLetters.Load(), "retries": st.Retries.Load(), "paused": st.Paused.Load()}
+		ms := map[string]any{"source": m.Source, "store": m.Store, "generation": m.Generation,
+			"applied": st.Applied.Load(), "dead_letters": st.DeadLetters.Load(), "retries": st.Retries.Load(), "paused": st.Paused.Load(),
+			"schema_mismatch": st.SchemaMismatch.Load(), "schema_changes": st.SchemaChanges.Load()}
+		if e := st.LastError.Load(); e != nil {
+			ms["last_error"] = *e
+		}
+		out[m.Name] = ms
 	}
 	return out
 }

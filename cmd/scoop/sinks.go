@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	"log/slog"
 	"net/url"
@@ -51,24 +52,33 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 	factory := sinkFactories[storeKind(storeURL)]
 	topic := m.TopicName(cfg.TopicPrefix)
 	backoff := time.Second
+	ignore := map[string]bool{} // event columns the source no longer has
+	var lastErr error
 	for ctx.Err() == nil {
 		err := func() error {
 			// The consumer group needs the topic to exist before it joins.
 			if err := dlq.EnsureTopics(ctx, topic, cfg.TopicPrefix+".dlq"); err != nil {
 				return err
 			}
-			cols, err := postgres.DescribeColumns(ctx, cfg.SourceURL, postgres.TableName{Schema: schemaName, Name: table})
+			describe := func(ctx context.Context) (pipeline.Target, error) {
+				cols, err := postgres.DescribeColumns(ctx, cfg.SourceURL, postgres.TableName{Schema: schemaName, Name: table})
+				if err != nil {
+					return pipeline.Target{}, err
+				}
+				return m.ShapeTarget(cols)
+			}
+			target, err := describe(ctx)
 			if err != nil {
 				return err
 			}
-			target, err := m.ShapeTarget(cols)
+			ignoredColumns(ignore, lastErr, target, log)
+			// The sink's table is created or brought to the source's columns
+			// here (columns added; see docs/sinks.md).
+			store, err := factory(ctx, storeURL, m, group, topic, target, log)
 			if err != nil {
 				return err
 			}
-			sink, err := factory(ctx, storeURL, m, group, topic, target, log)
-			if err != nil {
-				return err
-			}
+			sink := &schemaWatch{Sink: store, target: target, ignore: ignore, describe: describe}
 			defer func() {
 				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
@@ -76,6 +86,8 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 			}()
 			backoff = time.Second
 			stats.Paused.Store(false)
+			stats.SchemaMismatch.Store(false)
+			stats.LastError.Store(nil)
 			dialer, err := cfg.kafkaSecurity().Dialer()
 			if err != nil {
 				return err
@@ -96,6 +108,17 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 		if ctx.Err() != nil {
 			return nil
 		}
+		prev := lastErr
+		lastErr = err
+		if errors.Is(err, pipeline.ErrSchemaChanged) && !sameSchemaChange(err, prev) {
+			// Rebuild the sink from the source's current columns at once.
+			stats.SchemaChanges.Add(1)
+			log.Info("source columns changed; rebuilding the sink", "reason", err)
+			continue
+		}
+		msg := err.Error()
+		stats.LastError.Store(&msg)
+		stats.SchemaMismatch.Store(errors.Is(err, pipeline.ErrSchemaMismatch))
 		stats.Paused.Store(true)
 		log.Error("mapping paused; retrying", "error", err, "backoff", backoff)
 		select {

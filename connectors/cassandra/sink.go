@@ -219,7 +219,7 @@ func (s *Sink) evolveTable(ctx context.Context, existing map[string]string) erro
 		case !ok:
 			adds = append(adds, c)
 		case got != want:
-			problems = append(problems, fmt.Sprintf("column %q is %s but scoop writes %s (fix: Cassandra cannot change a column's type: convert it in the mapping with columns.types, rename it in the mapping with columns.rename so a new column is added, or ALTER TABLE %s DROP %s; ALTER TABLE %s ADD %s %s and replay the mapping)",
+			problems = append(problems, fmt.Sprintf("column %q is %s but scoop writes %s (fix: Cassandra cannot change a column's type: rename it in the mapping with columns.rename so scoop adds a new column, or ALTER TABLE %s DROP %s; ALTER TABLE %s ADD %s %s and replay the mapping)",
 				c.Name, got, want, s.table, schema.QuoteIdent(c.Name), s.table, schema.QuoteIdent(c.Name), want))
 		}
 	}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/scoop-cdc/scoop/pipeline"
+)
+
+// schemaWatch wraps a mapping's sink so that it follows the source's
+// columns:
+//   - columns in ignore (events still carry them, but the source no longer
+//     has them) are removed from each change before the sink sees it;
+//   - a write that fails for good is checked against the source's current
+//     columns: when they changed (a type the target cannot take, a dropped
+//     NOT NULL column), the error becomes a SchemaChangedError, so the
+//     mapping rebuilds its sink instead of dead-lettering the events.
+type schemaWatch struct {
+	pipeline.Sink
+	target   pipeline.Target
+	ignore   map[string]bool
+	describe func(ctx context.Context) (pipeline.Target, error)
+}
+
+func (w *schemaWatch) Apply(ctx context.Context, batch []pipeline.Change) error {
+	if len(w.ignore) > 0 {
+		for i := range batch {
+			for n := range w.ignore {
+				delete(batch[i].After, n)
+				delete(batch[i].Unchanged, n)
+			}
+		}
+	}
+	err := w.Sink.Apply(ctx, batch)
+	if err == nil || !pipeline.IsPermanent(err) {
+		return err
+	}
+	cur, derr := w.describe(ctx)
+	if derr != nil {
+		// Not permanent: retried until the source answers, so a type change
+		// is never mistaken for bad data.
+		return fmt.Errorf("check the source's columns after a failed write (%v): %w", err, derr)
+	}
+	if diff := pipeline.TargetDiff(w.target, cur); len(diff) > 0 {
+		return &pipeline.SchemaChangedError{Columns: diff, Reason: fmt.Sprintf("a write failed (%v) and the source's columns changed since the sink started", err)}
+	}
+	return err
+}
+
+// ignoredColumns updates the set of event columns the sink must drop after
+// a rebuild: a column an event carried that the rebuilt target still does
+// not have is gone from the source (added, then dropped before the consumer
+// caught up), and retrying would loop. Columns the target has again are
+// written again.
+func ignoredColumns(ignore map[string]bool, lastErr error, target pipeline.Target, log *slog.Logger) {
+	var sc *pipeline.SchemaChangedError
+	if errors.As(lastErr, &sc) {
+		for _, n := range sc.Columns {
+			if !target.HasColumn(n) && !ignore[n] {
+				ignore[n] = true
+				log.Warn("events carry a column the source no longer has; its values are ignored", "column", n)
+			}
+		}
+	}
+	for n := range ignore {
+		if target.HasColumn(n) {
+			delete(ignore, n)
+		}
+	}
+}
+
+// sameSchemaChange reports whether two errors are schema changes of the
+// same columns (a rebuild that did not help: back off as for any failure).
+func sameSchemaChange(a, b error) bool {
+	var x, y *pipeline.SchemaChangedError
+	if !errors.As(a, &x) || !errors.As(b, &y) || len(x.Columns) != len(y.Columns) {
+		return false
+	}
+	for i := range x.Columns {
+		if x.Columns[i] != y.Columns[i] {
+			return false
+		}
+	}
+	return true
+}
