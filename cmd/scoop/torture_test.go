@@ -722,10 +722,10 @@ func (g *tgen) restoreAll(s []tmodelState) {
 
 // tortureStats are the run's figures.
 type tortureStats struct {
-	ops                              map[string]int
-	txs, rolledBack, rows            int
-	kills, selfExits, kafkaRestarts  int
-	compared                         map[string]int
+	ops                             map[string]int
+	txs, rolledBack, rows           int
+	kills, selfExits, kafkaRestarts int
+	compared                        map[string]int
 }
 
 // execPlan runs one planned transaction on the monolith.
