@@ -44,3 +44,15 @@ bench: build
 bench-smoke: build
 	scripts/stack up
 	BENCH_SMOKE=1 BENCH_SCOOP_BIN=bin/scoop $(GO) run ./bench
+
+# Randomized differential test: a seeded SQL workload (COPY, key changes, TRUNCATE,
+# savepoints, added columns, TOASTed values) while scoop is SIGKILLed and Kafka is
+# restarted, then every store compared with the monolith. TORTURE_SEED=N replays a
+# run's operations; TORTURE_DURATION sets the workload time (`make test` runs 60s);
+# TORTURE_CHAOS=off|kills|kafka narrows the faults. Restarts Kafka of the stack it
+# runs against (set SCOOP_STACK_DIR and the port variables for a private stack).
+.PHONY: torture
+TORTURE_DURATION ?= 10m
+torture:
+	scripts/stack up
+	TORTURE_DURATION=$(TORTURE_DURATION) $(GO) test -count=1 -timeout 60m -run '^TestTorture$$' -v ./cmd/scoop/
