@@ -205,10 +205,13 @@ func (d *daemon) supervise(ctx context.Context) error {
 		usable := d.usable(mappings)
 		// The source: restarted on every registry change (cheap), so table
 		// set, publication and requested snapshots follow the registry.
+		// It follows every mapping, also those whose store this instance
+		// cannot reach: the publication and slot are shared by all
+		// instances, and another one may serve them.
 		if src != nil {
 			src.stop()
 		}
-		source, err := d.newSource(usable)
+		source, err := d.newSource(mappings)
 		if err != nil {
 			return err
 		}
@@ -245,7 +248,8 @@ func (d *daemon) supervise(ctx context.Context) error {
 }
 
 // usable drops (loudly) mappings whose store has no URL in this instance's
-// environment; the others keep running.
+// environment: they get no consumer here (their table stays in the source);
+// the others keep running.
 func (d *daemon) usable(all []postgres.RegisteredMapping) []postgres.RegisteredMapping {
 	var out []postgres.RegisteredMapping
 	for _, m := range all {
