@@ -199,11 +199,11 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 			return send(pipeline.Item{Mark: uint64(m.LSN)})
 		}
 	case *pglogrepl.InsertMessage:
-		return s.emit(ctx, relations, enc, tx, xld.WALStart, m.RelationID, schema.OpCreate, nil, m.Tuple, send)
+		return s.emit(ctx, relations, enc, tx, xld.WALStart, m.RelationID, schema.OpCreate, oldRow{}, m.Tuple, send)
 	case *pglogrepl.UpdateMessage:
-		return s.emit(ctx, relations, enc, tx, xld.WALStart, m.RelationID, schema.OpUpdate, m.OldTuple, m.NewTuple, send)
+		return s.emit(ctx, relations, enc, tx, xld.WALStart, m.RelationID, schema.OpUpdate, oldTuple(m.OldTupleType, m.OldTuple), m.NewTuple, send)
 	case *pglogrepl.DeleteMessage:
-		return s.emit(ctx, relations, enc, tx, xld.WALStart, m.RelationID, schema.OpDelete, m.OldTuple, nil, send)
+		return s.emit(ctx, relations, enc, tx, xld.WALStart, m.RelationID, schema.OpDelete, oldTuple(m.OldTupleType, m.OldTuple), nil, send)
 	case *pglogrepl.TruncateMessage:
 		if tx.skip {
 			return nil
@@ -246,6 +246,32 @@ func (s *Source) reloadTypes(ctx context.Context) error {
 	return nil
 }
 
+// oldRow is the old tuple of an update or delete: with keyOnly ('K', the
+// replica identity under DEFAULT or USING INDEX) pgoutput sends the other
+// columns as nulls, which are not values.
+type oldRow struct {
+	tuple   *pglogrepl.TupleData
+	keyOnly bool
+}
+
+func oldTuple(kind uint8, td *pglogrepl.TupleData) oldRow {
+	return oldRow{tuple: td, keyOnly: kind == pglogrepl.UpdateMessageTupleTypeKey}
+}
+
+// beforeRow turns an old tuple into a row; columns a key-only tuple does
+// not carry are Absent.
+func beforeRow(t *schema.Table, old oldRow) schema.Row {
+	row := tupleRow(t, old.tuple)
+	if old.keyOnly {
+		for i, v := range row {
+			if v.Kind == schema.Null && !t.Columns[i].Key {
+				row[i] = schema.Value{Kind: schema.Absent}
+			}
+		}
+	}
+	return row
+}
+
 func tupleRow(t *schema.Table, td *pglogrepl.TupleData) schema.Row {
 	if td == nil {
 		return nil
@@ -267,7 +293,7 @@ func tupleRow(t *schema.Table, td *pglogrepl.TupleData) schema.Row {
 	return row
 }
 
-func (s *Source) emit(ctx context.Context, relations map[uint32]*schema.Table, enc *schema.Encoder, tx *txState, lsn pglogrepl.LSN, rel uint32, op schema.Op, before, after *pglogrepl.TupleData, send func(pipeline.Item) error) error {
+func (s *Source) emit(ctx context.Context, relations map[uint32]*schema.Table, enc *schema.Encoder, tx *txState, lsn pglogrepl.LSN, rel uint32, op schema.Op, before oldRow, after *pglogrepl.TupleData, send func(pipeline.Item) error) error {
 	if tx.skip {
 		return nil
 	}
@@ -278,7 +304,7 @@ func (s *Source) emit(ctx context.Context, relations map[uint32]*schema.Table, e
 	if !s.tables[TableName{t.Schema, t.Name}] {
 		return nil
 	}
-	ev := schema.Event{Op: op, Table: t, Before: tupleRow(t, before), After: tupleRow(t, after),
+	ev := schema.Event{Op: op, Table: t, Before: beforeRow(t, before), After: tupleRow(t, after),
 		Source: schema.Source{LSN: uint64(lsn), CommitLSN: tx.commitLSN, TxID: tx.xid, CommitTime: tx.commitTime, Snapshot: schema.SnapshotFalse}}
 	if op == schema.OpDelete && ev.Before == nil {
 		return fmt.Errorf("delete on %s at %s carries no old key", t.QualifiedName(), lsn)
