@@ -380,7 +380,9 @@ func TestSinkOneKeyManyChangesInOneTransaction(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			table := testenv.Name("intx")
 			s := st.open(t, basicTarget(table), table)
-			pos := func(c pipeline.Change, order, keyOrder uint64) pipeline.Change { return at(c, 500, 490+order, order, keyOrder) }
+			pos := func(c pipeline.Change, order, keyOrder uint64) pipeline.Change {
+				return at(c, 500, 490+order, order, keyOrder)
+			}
 			// DELETE k; INSERT k: the row exists.
 			apply(t, s, pos(change('c', 1, `{"id":1,"name":"old","n":1}`, 40, 0), 1, 1))
 			apply(t, s, pos(change('d', 1, ``, 50, 1), 2, 1))
