@@ -34,6 +34,7 @@ import (
 	"github.com/gocql/gocql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"gopkg.in/inf.v0"
 
 	"github.com/scoop-cdc/scoop/connectors/kafka"
 	"github.com/scoop-cdc/scoop/internal/testenv"
@@ -1006,6 +1007,15 @@ func TestTorture(t *testing.T) {
 		os.WriteFile(diffFile, []byte(all.String()), 0o644)
 	}
 	dlq := len(testenv.ReadTopic(t, e.prefix+".dlq", 0, 0))
+	// The checker checks itself: with scoop stopped, every compared column of
+	// one row per mapping is changed in the store, one row is deleted and one
+	// added; each must show up as a difference.
+	sup.kill()
+	if missed := tamperCheck(t, e, maps, diffs); len(missed) > 0 {
+		t.Errorf("the checker missed %d tampered store values: %s", len(missed), strings.Join(missed, "; "))
+	} else {
+		fmt.Println("torture: checker self-test: every tampered store value, deleted and added row was reported")
+	}
 
 	var kinds []string
 	for k := range st.ops {
@@ -1366,4 +1376,120 @@ func readCassandra(keyspace, table string) (map[string]map[string]any, error) {
 		return nil, err
 	}
 	return keyed(texts)
+}
+
+// tamperCheck changes the stores behind the checker's back and returns the
+// changes the checker did not report.
+func tamperCheck(t *testing.T, e *e2e, maps []tmapping, before []tdiff) []string {
+	ctx := context.Background()
+	seen := map[string]bool{}
+	for _, d := range before {
+		seen[d.mapping+"|"+d.key] = true
+	}
+	svc := testenv.Conn(t, "service")
+	var cs *gocql.Session
+	want := map[string]bool{}
+	for _, m := range maps {
+		src, err := readPG("monolith", m.tb.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []int64
+		for k := range src {
+			n, _ := strconv.ParseInt(k, 10, 64)
+			if !seen[m.name+"|"+k] {
+				keys = append(keys, n)
+			}
+		}
+		if len(keys) < 2 {
+			continue
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+		changed, gone := keys[0], keys[len(keys)-1]
+		extra := int64(2_000_000_000)
+		want[fmt.Sprintf("%s|%d|(row missing)", m.name, gone)] = true
+		want[fmt.Sprintf("%s|%d|(row extra)", m.name, extra)] = true
+		if m.store == "cassandra" && cs == nil {
+			cs = cassandraSession(t, e.keyspace)
+		}
+		exec := func(sql string, args ...any) error {
+			if m.store == "cassandra" {
+				return cs.Query(sql, args...).Exec()
+			}
+			for i := 1; strings.Contains(sql, "?"); i++ {
+				sql = strings.Replace(sql, "?", fmt.Sprintf("$%d", i), 1)
+			}
+			_, err := svc.Exec(ctx, sql, args...)
+			return err
+		}
+		tgt := schema.QuoteIdent(m.target)
+		for _, sql := range []string{"DELETE FROM %s WHERE id = ?", "INSERT INTO %s (id) VALUES (?)"} {
+			k := gone
+			if strings.HasPrefix(sql, "INSERT") {
+				k = extra
+			}
+			if err := exec(fmt.Sprintf(sql, tgt), k); err != nil {
+				t.Fatalf("tamper %s: %v", m.name, err)
+			}
+		}
+		for _, c := range m.tb.cols {
+			if m.exclude[c.name] {
+				continue
+			}
+			name := c.name
+			if r, ok := m.rename[name]; ok {
+				name = r
+			}
+			cur := normValue(c.kind, m.store, false, src[strconv.FormatInt(changed, 10)][c.name])
+			var v any
+			switch c.kind {
+			case "text", "big":
+				v = "tampered"
+			case "numeric":
+				v = "12345678.91"
+				if m.store == "cassandra" {
+					v = inf.NewDec(1234, 6)
+				}
+			case "int":
+				v = "987654"
+				if m.store == "cassandra" {
+					v = 987654
+				}
+			case "ts":
+				v = "1971-02-03 04:05:06.007+00"
+				if m.store == "cassandra" {
+					v = time.Date(1971, 2, 3, 4, 5, 6, 7e6, time.UTC)
+				}
+			case "jsonb":
+				v = `{"tampered": 1}`
+			case "bool":
+				v = fmt.Sprint(cur != "true")
+				if m.store == "cassandra" {
+					v = cur != "true"
+				}
+			}
+			set := "?"
+			if m.store == "pg" {
+				set = "CAST(?::text AS " + c.sqlType + ")"
+			}
+			if err := exec(fmt.Sprintf("UPDATE %s SET %s = %s WHERE id = ?", tgt, schema.QuoteIdent(name), set), v, changed); err != nil {
+				t.Logf("tamper %s column %s: %v (column not in the store; its absence is reported already)", m.name, name, err)
+				continue
+			}
+			want[fmt.Sprintf("%s|%d|%s", m.name, changed, name)] = true
+		}
+	}
+	st := &tortureStats{compared: map[string]int{}}
+	got := map[string]bool{}
+	for _, d := range compareAll(t, e, maps, st) {
+		got[d.mapping+"|"+d.key+"|"+d.column] = true
+	}
+	var missed []string
+	for w := range want {
+		if !got[w] {
+			missed = append(missed, w)
+		}
+	}
+	sort.Strings(missed)
+	return missed
 }
