@@ -32,7 +32,9 @@ type chunk struct {
 	rows    []schema.Row
 	open    bool
 	changed map[string]bool
-	done    chan struct{} // closed by the forwarder once the rows are published
+	// truncated: the table was truncated between the watermarks.
+	truncated bool
+	done      chan struct{} // closed by the forwarder once the rows are published
 }
 
 type watermarks struct {
@@ -73,6 +75,21 @@ func (w *watermarks) noteChange(t *schema.Table, key []byte) {
 	}
 }
 
+// noteTruncate records a truncate of a table with open chunks: their rows
+// were read before it, so none of them may be emitted.
+func (w *watermarks) noteTruncate(t *schema.Table) {
+	if w.active.Load() == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.chunks {
+		if c.open && c.table.Schema == t.Schema && c.table.Name == t.Name {
+			c.truncated = true
+		}
+	}
+}
+
 // watermark handles a watermark message seen by the stream; for a high
 // watermark it returns the chunk to emit.
 func (w *watermarks) watermark(content string, slot string) (*chunk, bool) {
@@ -104,11 +121,18 @@ func (w *watermarks) watermark(content string, slot string) (*chunk, bool) {
 // emitChunk hands over a chunk's rows that the stream did not change between
 // the watermarks, then a barrier that closes c.done once they are published.
 // Called by the stream loop at the high watermark.
-func (s *Source) emitChunk(enc *schema.Encoder, c *chunk, lsn uint64, commitTime time.Time, send func(pipeline.Item) error) error {
+func (s *Source) emitChunk(enc *schema.Encoder, c *chunk, lsn uint64, tx *txState, send func(pipeline.Item) error) error {
 	topic := s.cfg.Topic(c.table.Schema, c.table.Name)
-	for _, row := range c.rows {
+	rows := c.rows
+	if c.truncated {
+		rows = nil
+	}
+	for _, row := range rows {
+		// The rows take their position in the high watermark's transaction:
+		// they are as new as it (a sink orders them after every change
+		// before it, and after a truncate before it).
 		ev := schema.Event{Op: schema.OpRead, Table: c.table, After: row,
-			Source: schema.Source{LSN: lsn, CommitTime: commitTime, Snapshot: schema.SnapshotIncremental}}
+			Source: schema.Source{LSN: lsn, CommitLSN: tx.commitLSN, TxID: tx.xid, CommitTime: tx.commitTime, Snapshot: schema.SnapshotIncremental}}
 		key, err := enc.Key(nil, &ev)
 		if err != nil {
 			return fmt.Errorf("incremental snapshot of %s: %w", c.table.QualifiedName(), err)
@@ -116,6 +140,7 @@ func (s *Source) emitChunk(enc *schema.Encoder, c *chunk, lsn uint64, commitTime
 		if c.changed[string(key)] {
 			continue
 		}
+		tx.position(c.table.OID, &ev.Source)
 		rec, err := eventRecord(enc, topic, &ev)
 		if err != nil {
 			return fmt.Errorf("incremental snapshot of %s: %w", c.table.QualifiedName(), err)

@@ -191,7 +191,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 	case *pglogrepl.LogicalDecodingMessage:
 		if m.Prefix == watermarkPrefix && m.Transactional {
 			if c, high := s.marks.watermark(string(m.Content), s.cfg.Slot); high {
-				return s.emitChunk(enc, c, uint64(m.LSN), tx.commitTime, send)
+				return s.emitChunk(enc, c, uint64(m.LSN), tx, send)
 			}
 			return nil
 		}
@@ -217,6 +217,10 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 				continue
 			}
 			ev := schema.Event{Op: schema.OpTruncate, Table: t, Source: schema.Source{LSN: uint64(xld.WALStart), CommitLSN: tx.commitLSN, TxID: tx.xid, CommitTime: tx.commitTime}}
+			tx.position(id, &ev.Source)
+			// A chunk of an incremental snapshot read before the truncate
+			// must not be emitted after it.
+			s.marks.noteTruncate(t)
 			val, err := enc.Value(nil, &ev, time.Now())
 			if err != nil {
 				return err
