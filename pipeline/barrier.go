@@ -43,9 +43,43 @@ type TruncateBarriers interface {
 	// arrived and it is not done yet, serialized among all instances; a
 	// failure before the barrier is marked done leaves it to be run again.
 	Complete(ctx context.Context, id BarrierID, truncate func(context.Context) error) (BarrierState, error)
-	// Truncated returns, per partition, the offset of the last marker of a
-	// done barrier of the group and topic: the messages below it were
-	// applied before the truncate and wiped by it, so a consumer that reads
-	// them again (its commit of them was lost) skips them.
-	Truncated(ctx context.Context, group, topic string) (map[int]int64, error)
+	// Truncated reads what the done barriers of the group and topic tell
+	// a consumer reading the topic again (see Truncated).
+	Truncated(ctx context.Context, group, topic string) (Truncated, error)
+}
+
+// Truncated is what is known of the done truncates of a group and topic.
+// A record is wiped (applied before a truncate and removed by it, so a
+// consumer that reads it again must skip it) when it lies below its
+// partition's last done marker (the commit of its offset was lost), or when
+// its source position precedes the last done truncate (the source published
+// it again after a crash, after the marker).
+type Truncated struct {
+	Offsets        map[int]int64 // per partition, the offset of the last done marker
+	CommitLSN, LSN uint64        // source position of the last done truncate
+}
+
+// Wiped reports whether the record at partition/offset carrying change c
+// is wiped (c may be nil when the record cannot be decoded).
+func (t *Truncated) Wiped(partition int, offset int64, c *Change) bool {
+	if off, ok := t.Offsets[partition]; ok && offset < off {
+		return true
+	}
+	if c == nil || c.CommitLSN == 0 || t.CommitLSN == 0 {
+		return false
+	}
+	return c.CommitLSN < t.CommitLSN || (c.CommitLSN == t.CommitLSN && c.LSN < t.LSN)
+}
+
+// Add records a done truncate whose marker in partition is at offset.
+func (t *Truncated) Add(id BarrierID, partition int, offset int64) {
+	if t.Offsets == nil {
+		t.Offsets = map[int]int64{}
+	}
+	if off, ok := t.Offsets[partition]; !ok || offset > off {
+		t.Offsets[partition] = offset
+	}
+	if id.CommitLSN > t.CommitLSN || (id.CommitLSN == t.CommitLSN && id.LSN > t.LSN) {
+		t.CommitLSN, t.LSN = id.CommitLSN, id.LSN
+	}
 }

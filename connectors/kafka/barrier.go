@@ -31,9 +31,8 @@ type truncateGate struct {
 	stats    *ConsumerStats
 	held     map[int]heldMarker // by partition
 	lastPoll time.Time
-	// truncated: per partition, the offset of the last marker of a done
-	// barrier; messages below it were wiped by that truncate.
-	truncated map[int]int64
+	// truncated: the done barriers; records they wiped are skipped.
+	truncated pipeline.Truncated
 }
 
 type heldMarker struct {
@@ -93,10 +92,11 @@ func (g *truncateGate) process(ctx context.Context, msgs []kafkago.Message, appl
 		if _, held := g.held[m.Partition]; held {
 			continue
 		}
-		if off, ok := g.truncated[m.Partition]; ok && m.Offset < off {
-			// Applied before a truncate that is done, and read again
-			// because the commit of its offset was lost: applying it now
-			// would bring back a row the truncate removed.
+		if g.wiped(m) {
+			// Older than a truncate that is done, and read again (the
+			// commit of its offset was lost, or the source repeated it
+			// after the marker): applying it would bring back a row the
+			// truncate removed.
 			wiped = append(wiped, m)
 			continue
 		}
@@ -118,6 +118,7 @@ func (g *truncateGate) process(ctx context.Context, msgs []kafkago.Message, appl
 		if st.Done {
 			// Truncated already: this partition is read again after
 			// the barrier, or the source published the truncate twice.
+			g.truncated.Add(hm.id, m.Partition, m.Offset)
 			if err := commit([]kafkago.Message{m}); err != nil {
 				return err
 			}
@@ -136,6 +137,21 @@ func (g *truncateGate) process(ctx context.Context, msgs []kafkago.Message, appl
 		return commit(wiped)
 	}
 	return nil
+}
+
+// wiped reports whether a record is older than a done truncate.
+func (g *truncateGate) wiped(m kafkago.Message) bool {
+	if g.truncated.Offsets == nil && g.truncated.CommitLSN == 0 {
+		return false
+	}
+	c, ok, err := pipeline.DecodeChange(m.Key, m.Value)
+	if err != nil || !ok {
+		return g.truncated.Wiped(m.Partition, m.Offset, nil)
+	}
+	if c.Op == 't' {
+		return false // a marker: process decides
+	}
+	return g.truncated.Wiped(m.Partition, m.Offset, &c)
 }
 
 // poll completes the barriers whose markers all arrived (one instance

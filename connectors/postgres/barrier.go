@@ -122,23 +122,29 @@ func (b *TruncateBarriers) Complete(ctx context.Context, id pipeline.BarrierID, 
 }
 
 // Truncated implements pipeline.TruncateBarriers.
-func (b *TruncateBarriers) Truncated(ctx context.Context, group, topic string) (map[int]int64, error) {
-	rows, err := b.pool.Query(ctx, `SELECT p, max(o) FROM scoop.truncate_barriers, unnest(arrived, offsets) AS m(p, o)
-		WHERE group_id = $1 AND topic = $2 AND done_at IS NOT NULL GROUP BY p`, group, topic)
+func (b *TruncateBarriers) Truncated(ctx context.Context, group, topic string) (pipeline.Truncated, error) {
+	var t pipeline.Truncated
+	rows, err := b.pool.Query(ctx, `SELECT commit_lsn, lsn, arrived, offsets FROM scoop.truncate_barriers
+		WHERE group_id = $1 AND topic = $2 AND done_at IS NOT NULL`, group, topic)
 	if err != nil {
-		return nil, fmt.Errorf("truncate barriers of %s/%s: read: %w", group, topic, err)
+		return t, fmt.Errorf("truncate barriers of %s/%s: read: %w", group, topic, err)
 	}
-	out := map[int]int64{}
-	var p int
-	var o int64
-	_, err = pgx.ForEachRow(rows, []any{&p, &o}, func() error {
-		out[p] = o
+	var commitLSN, lsn int64
+	var parts []int32
+	var offsets []int64
+	_, err = pgx.ForEachRow(rows, []any{&commitLSN, &lsn, &parts, &offsets}, func() error {
+		id := pipeline.BarrierID{CommitLSN: uint64(commitLSN), LSN: uint64(lsn)}
+		for i := range parts {
+			if i < len(offsets) {
+				t.Add(id, int(parts[i]), offsets[i])
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("truncate barriers of %s/%s: read: %w", group, topic, err)
+		return t, fmt.Errorf("truncate barriers of %s/%s: read: %w", group, topic, err)
 	}
-	return out, nil
+	return t, nil
 }
 
 func readBarrier(ctx context.Context, q interface {
