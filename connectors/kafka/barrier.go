@@ -31,6 +31,7 @@ type truncateGate struct {
 	stats    *ConsumerStats
 	held     map[int]heldMarker // by partition
 	lastPoll time.Time
+	warned   time.Time // last report of a long wait
 	// truncated: the done barriers; records they wiped are skipped.
 	truncated pipeline.Truncated
 }
@@ -39,7 +40,12 @@ type heldMarker struct {
 	id     pipeline.BarrierID
 	msg    kafkago.Message
 	change pipeline.Change
+	since  time.Time // when the partition started waiting
 }
+
+// barrierPatience is how long a partition waits at a marker before the
+// wait is reported (and then again every barrierPatience).
+const barrierPatience = time.Minute
 
 func newTruncateGate(cfg ConsumerConfig, log *slog.Logger, sink pipeline.Sink, stats *ConsumerStats) *truncateGate {
 	return &truncateGate{cfg: cfg, log: log, sink: sink, stats: stats, held: map[int]heldMarker{}}
@@ -124,6 +130,7 @@ func (g *truncateGate) process(ctx context.Context, msgs []kafkago.Message, appl
 			}
 			continue
 		}
+		hm.since = time.Now()
 		g.held[m.Partition] = hm
 		g.log.Info("truncate marker reached; partition waits for the others", "partition", m.Partition, "offset", m.Offset, "barrier", hm.id.String(), "arrived", st.Arrived, "of", hm.id.Partitions)
 		g.lastPoll = time.Time{} // check at once: it may be the last one
@@ -183,6 +190,11 @@ func (g *truncateGate) poll(ctx context.Context) (reread bool, err error) {
 		}
 		if st.Done {
 			reread = true
+		} else if waited := time.Since(hm.since); waited > barrierPatience && time.Since(g.warned) > barrierPatience {
+			g.warned = time.Now()
+			g.log.Warn("partitions wait at a truncate marker for the other partitions' markers", "barrier", hm.id.String(),
+				"arrived", st.Arrived, "of", hm.id.Partitions, "waiting", waited.Round(time.Second),
+				"hint", "a partition whose marker is gone (retention) or was skipped (replay from offsets) never arrives; see docs/sinks.md, Truncate")
 		}
 	}
 	return reread, nil

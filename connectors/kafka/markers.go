@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -72,15 +73,24 @@ func (b *markerBalancer) Balance(m kafkago.Message, partitions ...int) int {
 	return b.keyed.Balance(m, partitions...)
 }
 
+// partitionCountTTL bounds how long a topic's partition count is trusted:
+// partitions added to a topic get markers after at most this long.
+const partitionCountTTL = time.Minute
+
+type cachedCount struct {
+	n  int
+	at time.Time
+}
+
 // partitionCount is the number of partitions of a topic, from the
-// metadata (cached: Kafka never takes partitions away, and a marker counts
-// the partitions it was written to in its header).
+// metadata, cached for partitionCountTTL (a marker carries the count it
+// was written with in its header, so consumers agree with the producer).
 func (p *Producer) partitionCount(ctx context.Context, topic string) (int, error) {
 	p.mu.Lock()
-	n, ok := p.parts[topic]
+	c, ok := p.parts[topic]
 	p.mu.Unlock()
-	if ok {
-		return n, nil
+	if ok && time.Since(c.at) < partitionCountTTL {
+		return c.n, nil
 	}
 	md, err := p.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
@@ -97,7 +107,7 @@ func (p *Producer) partitionCount(ctx context.Context, topic string) (int, error
 			break
 		}
 		p.mu.Lock()
-		p.parts[topic] = len(t.Partitions)
+		p.parts[topic] = cachedCount{n: len(t.Partitions), at: time.Now()}
 		p.mu.Unlock()
 		return len(t.Partitions), nil
 	}

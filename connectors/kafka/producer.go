@@ -51,8 +51,8 @@ type Producer struct {
 	client *kafkago.Client
 
 	mu     sync.Mutex
-	topics map[string]bool // topics known to exist
-	parts  map[string]int  // partition counts, for truncate markers
+	topics map[string]bool           // topics known to exist
+	parts  map[string]cachedCount // for truncate markers
 }
 
 // NewProducer returns a Producer; no connection is made until first use.
@@ -84,7 +84,7 @@ func NewProducer(cfg Config) (*Producer, error) {
 		writer: w,
 		client: &kafkago.Client{Addr: w.Addr, Timeout: 30 * time.Second, Transport: transport},
 		topics: map[string]bool{},
-		parts:  map[string]int{},
+		parts:  map[string]cachedCount{},
 	}, nil
 }
 
