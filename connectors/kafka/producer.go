@@ -51,7 +51,7 @@ type Producer struct {
 	client *kafkago.Client
 
 	mu     sync.Mutex
-	topics map[string]bool           // topics known to exist
+	topics map[string]bool        // topics known to exist
 	parts  map[string]cachedCount // for truncate markers
 }
 
