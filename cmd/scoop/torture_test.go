@@ -1165,7 +1165,7 @@ func waitStoresCaughtUp(t *testing.T, sup *scoopSupervisor, st *tortureStats, e 
 	if err != nil {
 		t.Fatal(err)
 	}
-	timeout := 5 * time.Minute
+	timeout := 5*time.Minute + tortureDuration(t)/2
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for {
