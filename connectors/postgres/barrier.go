@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,7 +37,11 @@ func NewTruncateBarriers(ctx context.Context, url string) (*TruncateBarriers, er
 		return nil, fmt.Errorf("truncate barriers: %w", err)
 	}
 	pc.ConnConfig = cc
+	// Used at truncates only (and once when a mapping starts): few
+	// connections, closed when idle, since every mapping of every
+	// instance has its own.
 	pc.MaxConns = 2
+	pc.MaxConnIdleTime = time.Minute
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("truncate barriers: connect to the monolith: %w", err)
