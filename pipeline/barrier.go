@@ -65,7 +65,13 @@ func (t *Truncated) Wiped(partition int, offset int64, c *Change) bool {
 	if off, ok := t.Offsets[partition]; ok && offset < off {
 		return true
 	}
-	if c == nil || c.CommitLSN == 0 || t.CommitLSN == 0 {
+	return c != nil && t.Precedes(c)
+}
+
+// Precedes reports whether streamed change c comes before the last done
+// truncate in the source (snapshot rows, without a position, never do).
+func (t *Truncated) Precedes(c *Change) bool {
+	if c.CommitLSN == 0 || t.CommitLSN == 0 {
 		return false
 	}
 	return c.CommitLSN < t.CommitLSN || (c.CommitLSN == t.CommitLSN && c.LSN < t.LSN)

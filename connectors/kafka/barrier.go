@@ -111,6 +111,12 @@ func (g *truncateGate) process(ctx context.Context, msgs []kafkago.Message, appl
 			pending = append(pending, m)
 			continue
 		}
+		if g.truncated.Precedes(&hm.change) {
+			// A repeat of a truncate older than a done one: the store
+			// was emptied later than this already.
+			wiped = append(wiped, m)
+			continue
+		}
 		if len(pending) > 0 {
 			if err := apply(pending); err != nil {
 				return err

@@ -79,6 +79,14 @@ func marker(p int, off int64) kafkago.Message {
 		Headers: []kafkago.Header{{Key: pipeline.PartitionsHeader, Value: []byte("3")}}}
 }
 
+// oldMarker is a copy of a truncate older than marker's, repeated by the
+// source after a crash.
+func oldMarker(p int, off int64) kafkago.Message {
+	m := marker(p, off)
+	m.Value = []byte(`{"op":"t","source":{"commit_lsn":300,"lsn":250}}`)
+	return m
+}
+
 func offsets(ms []kafkago.Message) string {
 	s := ""
 	for _, m := range ms {
@@ -136,7 +144,7 @@ func TestTruncateGate(t *testing.T) {
 	// from their markers; the source repeated change 1 after the marker.
 	applied, committed = "", ""
 	again := []kafkago.Message{change(0, 0, "1", 100), marker(0, 1), marker(1, 2), change(0, 2, "4", 600), marker(2, 0),
-		change(1, 3, "1", 100), change(0, 3, "5", 700)}
+		change(1, 3, "1", 100), change(0, 3, "5", 700), oldMarker(1, 4)}
 	if err := g.process(ctx, again, apply, commit); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +154,7 @@ func TestTruncateGate(t *testing.T) {
 	if g.waiting() {
 		t.Fatalf("partitions held after the barrier: %v", g.held)
 	}
-	if want := "0/1 1/2 0/2 2/0 0/3 0/0 1/3 "; committed != want {
+	if want := "0/1 1/2 0/2 2/0 0/3 0/0 1/3 1/4 "; committed != want {
 		t.Fatalf("committed %s, want %s", committed, want)
 	}
 }
