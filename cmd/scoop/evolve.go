@@ -85,3 +85,44 @@ func sameSchemaChange(a, b error) bool {
 	}
 	return true
 }
+
+// liveMapping returns the mapping without the include, exclude and types
+// entries that name columns the source table no longer has: excluding or
+// converting a dropped column is moot, and refusing it would pause the
+// mapping at its next sink rebuild. Renames stay strict: a rename of a
+// column that is gone must be pointed at its new name by the operator
+// (docs/sinks.md).
+func liveMapping(m pipeline.Mapping, source []pipeline.Column, log *slog.Logger) pipeline.Mapping {
+	has := map[string]bool{}
+	for _, c := range source {
+		has[c.Source] = true
+	}
+	keep := func(field string, names []string) []string {
+		var out []string
+		for _, n := range names {
+			if has[n] {
+				out = append(out, n)
+			} else {
+				log.Warn("the mapping names a column the source no longer has; ignored", "field", field, "column", n)
+			}
+		}
+		if len(out) == 0 && len(names) > 0 && field == "columns.include" {
+			return names // never widen an include list to every column: let ShapeTarget refuse it
+		}
+		return out
+	}
+	m.Columns.Include = keep("columns.include", m.Columns.Include)
+	m.Columns.Exclude = keep("columns.exclude", m.Columns.Exclude)
+	if len(m.Columns.Types) > 0 {
+		types := map[string]string{}
+		for n, typ := range m.Columns.Types {
+			if has[n] {
+				types[n] = typ
+			} else {
+				log.Warn("the mapping names a column the source no longer has; ignored", "field", "columns.types", "column", n)
+			}
+		}
+		m.Columns.Types = types
+	}
+	return m
+}

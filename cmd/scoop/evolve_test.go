@@ -286,3 +286,23 @@ func TestColumnAddedAndDroppedWhileStopped(t *testing.T) {
 		t.Fatal("the column dropped before the sink saw it was added to the target")
 	}
 }
+
+// TestExcludedColumnDropped: dropping a column the mapping excludes or
+// converts does not pause the mapping when its sink is rebuilt (here for a
+// column added next).
+func TestExcludedColumnDropped(t *testing.T) {
+	mono := testenv.Conn(t, "monolith")
+	table := createTable(t, 5)
+	q := schema.QuoteIdent(table)
+	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: ex-pg\n    source: public.%[1]s\n    store: accounts\n    columns: {exclude: [secret]}\n  - name: ex-cass\n    source: public.%[1]s\n    store: orders\n    columns: {types: {secret: text}}\n", table))
+	d := startProc(t, e.env)
+	waitEqual(t, d, "before -> PostgreSQL", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
+	testenv.Exec(t, mono, fmt.Sprintf(`ALTER TABLE %s DROP COLUMN secret`, q))
+	testenv.Exec(t, mono, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN more int`, q))
+	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s SELECT g, g, 'n' || g, g FROM generate_series(6, 10) g`, q))
+	waitEqual(t, d, "added column -> PostgreSQL", pgColumn(t, "monolith", table, "more"), pgColumn(t, "service", table, "more"))
+	waitEqual(t, d, "added column -> Cassandra", pgColumn(t, "monolith", table, "more"), cassandraColumn(t, e.keyspace, table, "more"))
+	if !strings.Contains(d.logs(), `msg="the mapping names a column the source no longer has; ignored" mapping=ex-pg store=accounts field=columns.exclude column=secret`) {
+		t.Fatalf("the ignored exclude entry was not logged\n%s", tail(d.logs(), 3000))
+	}
+}

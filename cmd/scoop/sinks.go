@@ -65,7 +65,8 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 				if err != nil {
 					return pipeline.Target{}, err
 				}
-				return m.ShapeTarget(cols)
+				live := liveMapping(m.Mapping, cols, log)
+				return live.ShapeTarget(cols)
 			}
 			target, err := describe(ctx)
 			if err != nil {
