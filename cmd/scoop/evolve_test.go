@@ -306,3 +306,23 @@ func TestExcludedColumnDropped(t *testing.T) {
 		t.Fatalf("the ignored exclude entry was not logged\n%s", tail(d.logs(), 3000))
 	}
 }
+
+// TestRenameColumnMidStream: a source rename arrives as drop+add: the new
+// name becomes a new target column, the old one keeps its values.
+func TestRenameColumnMidStream(t *testing.T) {
+	mono := testenv.Conn(t, "monolith")
+	table := createTable(t, 3)
+	q := schema.QuoteIdent(table)
+	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: ren-pg\n    source: public.%[1]s\n    store: accounts\n  - name: ren-cass\n    source: public.%[1]s\n    store: orders\n", table))
+	d := startProc(t, e.env)
+	waitEqual(t, d, "before -> PostgreSQL", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
+	waitEqual(t, d, "before -> Cassandra", pgOrders(t, "monolith", table), cassandraRows(t, e.keyspace, table))
+	testenv.Exec(t, mono, fmt.Sprintf(`ALTER TABLE %s RENAME COLUMN note TO memo`, q))
+	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (4, 4, 'm4', 's')`, q))
+	testenv.Exec(t, mono, fmt.Sprintf(`UPDATE %s SET memo = 'm1' WHERE id = 1`, q))
+	want := func(rows ...string) func() []string { return func() []string { return rows } }
+	waitEqual(t, d, "new name -> PostgreSQL", want("1|m1", "2|", "3|", "4|m4"), pgColumn(t, "service", table, "memo"))
+	waitEqual(t, d, "new name -> Cassandra", want("1|m1", "2|", "3|", "4|m4"), cassandraColumn(t, e.keyspace, table, "memo"))
+	waitEqual(t, d, "old name -> PostgreSQL", want("1|n1", "2|n2", "3|n3", "4|"), pgColumn(t, "service", table, "note"))
+	waitEqual(t, d, "old name -> Cassandra", want("1|n1", "2|n2", "3|n3", "4|"), cassandraColumn(t, e.keyspace, table, "note"))
+}
