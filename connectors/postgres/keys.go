@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -82,7 +83,12 @@ func (c *catalog) keyColumns(ctx context.Context, oid uint32) (map[string]bool, 
 // in the stream, so the store converges. When the row is gone (deleted or
 // re-keyed since), the columns become NULL: the later delete or key change
 // settles the row.
-func (c *catalog) fillUnchanged(ctx context.Context, t *schema.Table, row schema.Row) error {
+//
+// The walsender decodes a commit as soon as its WAL record is flushed, a
+// moment before the transaction becomes visible to other sessions: the read
+// first waits until transaction xid is visible, or it would find the row
+// at its old key and take it for gone.
+func (c *catalog) fillUnchanged(ctx context.Context, t *schema.Table, row schema.Row, xid uint32) error {
 	var want []int
 	for i, v := range row {
 		if v.Kind == schema.Unchanged {
@@ -94,6 +100,9 @@ func (c *catalog) fillUnchanged(ctx context.Context, t *schema.Table, row schema
 	}
 	conn, err := c.session(ctx)
 	if err != nil {
+		return err
+	}
+	if err := c.awaitVisible(ctx, conn, xid); err != nil {
 		return err
 	}
 	cols := make([]string, len(want))
@@ -156,4 +165,33 @@ func (c *catalog) typeName(ctx context.Context, col schema.Column) (string, erro
 	}
 	c.types[k] = name
 	return name, nil
+}
+
+// awaitVisible waits until transaction xid (32 bits, as pgoutput gives it)
+// is visible to new snapshots of this session.
+func (c *catalog) awaitVisible(ctx context.Context, conn *pgx.Conn, xid uint32) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		var visible bool
+		// The 64-bit id is xid in the epoch of the snapshot's xmax (or the
+		// one before, if that would put it in the future).
+		err := conn.QueryRow(ctx, `
+			WITH s AS (SELECT pg_current_snapshot() AS snap, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax),
+			     x AS (SELECT snap, ((xmax >> 32) << 32) | $1::bigint AS id64, xmax FROM s)
+			SELECT pg_visible_in_snapshot((CASE WHEN id64 > xmax THEN id64 - 4294967296 ELSE id64 END)::text::xid8, snap) FROM x`, int64(xid)).Scan(&visible)
+		if err != nil {
+			return fmt.Errorf("wait for transaction %d to be visible: %w", xid, err)
+		}
+		if visible {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("transaction %d decoded from the slot is still not visible after 30s", xid)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }

@@ -356,7 +356,7 @@ func (s *Source) keyChange(ctx context.Context, enc *schema.Encoder, tx *txState
 	}
 	// The create must carry every column: read the TOASTed ones the WAL
 	// left out from the table.
-	if err := s.catalog.fillUnchanged(ctx, t, ev.After); err != nil {
+	if err := s.catalog.fillUnchanged(ctx, t, ev.After, tx.xid); err != nil {
 		return false, err
 	}
 	return true, s.publish(enc, tx, t.OID, &del, send)
