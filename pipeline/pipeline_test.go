@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scoop-cdc/scoop/schema"
 )
 
 // recorder is a Publisher that remembers what it was given (pure logic of
@@ -110,12 +112,12 @@ func TestForwardBarrier(t *testing.T) {
 func TestDecodeChange(t *testing.T) {
 	val := `{"before":null,"after":{"id":1,"name":"x"},"source":{"ts_ms":1,"ts_us":1500,"lsn":77,"commit_lsn":90},"op":"u","unchanged":["big"],"transaction":{"id":"5:90","total_order":6,"data_collection_order":1,"key_order":2}}`
 	c, ok, err := DecodeChange([]byte(`{"id":1}`), []byte(val))
-	if err != nil || !ok || c.Op != 'u' || c.LSN != 77 || c.CommitLSN != 90 || c.Order != 6 || c.KeyOrder != 2 || !c.Unchanged["big"] || c.CommitTime.UnixMicro() != 1500 || string(c.Key["id"]) != "1" {
+	if err != nil || !ok || c.Op != schema.OpUpdate || c.LSN != 77 || c.CommitLSN != 90 || c.Order != 6 || c.KeyOrder != 2 || !c.Unchanged["big"] || c.CommitTime.UnixMicro() != 1500 || string(c.Key["id"]) != "1" {
 		t.Fatalf("%+v %v %v", c, ok, err)
 	}
 	wrapped := `{"schema":{"type":"struct"},"payload":` + val + `}`
 	c2, ok, err := DecodeChange([]byte(`{"schema":{},"payload":{"id":1}}`), []byte(wrapped))
-	if err != nil || !ok || string(c2.Key["id"]) != "1" || c2.Op != 'u' || c2.KeyOrder != 2 {
+	if err != nil || !ok || string(c2.Key["id"]) != "1" || c2.Op != schema.OpUpdate || c2.KeyOrder != 2 {
 		t.Fatalf("with schemas: %+v %v", c2, err)
 	}
 	if _, ok, err := DecodeChange([]byte(`{"id":1}`), nil); ok || err != nil {
@@ -214,54 +216,4 @@ func TestBudget(t *testing.T) {
 	if err := b.Acquire(cctx, 1); err != context.DeadlineExceeded {
 		t.Fatalf("got %v", err)
 	}
-}
-
-// The one-pass decoder and encoding/json agree on every event they both take.
-func TestDecodeFastMatchesStandard(t *testing.T) {
-	events := []struct{ key, val string }{
-		{`{"id":1}`, `{"before":null,"after":{"id":1,"a":"x\"y","b":[1,[2,{"c":"}"}]],"c":null,"d":{"e":"{["}},"source":{"version":"v","ts_ms":5,"ts_us":5001,"lsn":77,"commit_lsn":90,"txId":3,"xmin":null},"op":"c","ts_ms":9,"transaction":null}`},
-		{`{"id":1,"k\u00e9":"x"}`, `{"after":{"id":1,"k\u00e9":"x","big\"q":true},"op":"u","source":{"ts_ms":1},"unchanged":["big\"q"]}`},
-		{`{"id":2}`, ` { "before" : {"id":2} , "after" : null , "op" : "d" , "source" : { "ts_ms" : 1 } } `},
-		{``, `{"before":null,"after":null,"op":"t","source":{"ts_ms":1,"lsn":5}}`},
-		{`{"id":3}`, `{"after":{"id":3},"op":"c","source":{"ts_ms":1,"lsn":5,"commit_lsn":9},"transaction":{"id":"7:9","total_order":4,"data_collection_order":2,"key_order":3}}`},
-	}
-	for _, e := range events {
-		var key []byte
-		if e.key != "" {
-			key = []byte(e.key)
-		}
-		fast, err := decodeFast(key, []byte(e.val))
-		if err != nil {
-			t.Fatalf("fast path refused %s: %v", e.val, err)
-		}
-		std, ok, err := decodeStandard(key, []byte(e.val))
-		if err != nil || !ok {
-			t.Fatalf("standard: %v", err)
-		}
-		a, _ := json.Marshal(fast)
-		b, _ := json.Marshal(std)
-		if string(a) != string(b) {
-			t.Fatalf("decoders differ on %s:\nfast %s\nstd  %s", e.val, a, b)
-		}
-	}
-}
-
-func FuzzDecodeChange(f *testing.F) {
-	f.Add([]byte(`{"id":1}`), []byte(`{"after":{"id":1,"a":"x"},"op":"c","source":{"ts_ms":1}}`))
-	f.Add([]byte(`{"id":1}`), []byte(`{"after":{"id":1,"a":[1,{"b":"]"}]},"op":"u","source":{"ts_us":1,"lsn":3},"unchanged":["z"]}`))
-	f.Fuzz(func(t *testing.T, key, val []byte) {
-		fast, err := decodeFast(key, val)
-		if err != nil || validChange(&fast) != nil {
-			return
-		}
-		std, ok, err := decodeStandard(key, val)
-		if err != nil || !ok {
-			return // the fast path may accept a layout the standard decoder refuses
-		}
-		a, _ := json.Marshal(fast)
-		b, _ := json.Marshal(std)
-		if string(a) != string(b) {
-			t.Fatalf("decoders differ on %q %q:\nfast %s\nstd  %s", key, val, a, b)
-		}
-	})
 }

@@ -1,18 +1,20 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/scoop-cdc/scoop/schema"
 )
 
-// Change is a change event as a sink sees it, decoded from Kafka.
+// Change is a change event as a sink sees it, decoded from Kafka (its
+// envelope fields are those of schema.Change, plus where it was read from).
 type Change struct {
-	Op  byte // 'c', 'u', 'd', 'r', 't'
+	Op  schema.Op
 	Key map[string]json.RawMessage
 	// KeyID identifies the row within a batch: the Kafka key as written by
 	// the source (canonical), or the marshalled Key.
@@ -107,122 +109,15 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-type envelope struct {
-	After     map[string]json.RawMessage `json:"after"`
-	Op        string                     `json:"op"`
-	Unchanged []string                   `json:"unchanged"`
-	Source    struct {
-		TsMs      int64  `json:"ts_ms"`
-		TsUs      int64  `json:"ts_us"`
-		LSN       uint64 `json:"lsn"`
-		CommitLSN uint64 `json:"commit_lsn"`
-	} `json:"source"`
-	Transaction *struct {
-		TotalOrder uint64 `json:"total_order"`
-		KeyOrder   uint64 `json:"key_order"`
-	} `json:"transaction"`
-}
-
-// unwrapConnect strips Kafka Connect's {"schema":..., "payload":...}.
-func unwrapConnect(b []byte) []byte {
-	if !bytes.HasPrefix(bytes.TrimSpace(b), []byte(`{"schema"`)) {
-		return b
-	}
-	var w struct {
-		Payload json.RawMessage `json:"payload"`
-	}
-	if json.Unmarshal(b, &w) == nil && w.Payload != nil {
-		return w.Payload
-	}
-	return b
-}
-
 // DecodeChange decodes a Kafka record written by scoop's source (or any
-// producer of Debezium-style JSON envelopes, with or without schemas).
-// A tombstone (nil value) yields ok=false and no error.
-func DecodeChange(key, value []byte) (c Change, ok bool, err error) {
-	if value == nil {
-		return c, false, nil
-	}
-	if fast, err := decodeFast(key, value); err == nil && validChange(&fast) == nil {
-		return fast, true, nil
-	}
-	return decodeStandard(key, value)
-}
-
-// validChange checks what every decoder must have found.
-func validChange(c *Change) error {
-	if !bytes.ContainsRune([]byte("cudrt"), rune(c.Op)) {
-		return fmt.Errorf("decode event value: unknown op %q", string(c.Op))
-	}
-	if c.Op == 't' {
-		return nil
-	}
-	if c.Key == nil {
-		return errors.New("decode event: no key")
-	}
-	if len(c.Key) == 0 {
-		return errors.New("decode event key: empty key")
-	}
-	if c.Op != 'd' && c.After == nil {
-		return fmt.Errorf("decode event: op %q without after", string(c.Op))
-	}
-	return nil
-}
-
-func commitTime(tsMs, tsUs int64) time.Time {
-	if tsUs != 0 {
-		return time.UnixMicro(tsUs).UTC()
-	}
-	return time.UnixMilli(tsMs).UTC()
-}
-
-// decodeStandard is the encoding/json path: Kafka Connect wrapping, other
-// producers' layouts, and the wording of errors.
-func decodeStandard(key, value []byte) (c Change, ok bool, err error) {
-	var env envelope
-	if err := json.Unmarshal(unwrapConnect(value), &env); err != nil {
-		return c, false, fmt.Errorf("decode event value: %w", err)
-	}
-	if len(env.Op) != 1 || !bytes.ContainsRune([]byte("cudrt"), rune(env.Op[0])) {
-		return c, false, fmt.Errorf("decode event value: unknown op %q", env.Op)
-	}
-	c.Op = env.Op[0]
-	c.LSN = env.Source.LSN
-	c.CommitLSN = env.Source.CommitLSN
-	if tx := env.Transaction; tx != nil {
-		c.Order, c.KeyOrder = tx.TotalOrder, tx.KeyOrder
-	}
-	if env.Source.TsUs != 0 {
-		c.CommitTime = time.UnixMicro(env.Source.TsUs).UTC()
-	} else {
-		c.CommitTime = time.UnixMilli(env.Source.TsMs).UTC()
-	}
-	if c.Op == 't' {
-		return c, true, nil
-	}
-	if key == nil {
-		return c, false, errors.New("decode event: no key")
-	}
-	if err := json.Unmarshal(unwrapConnect(key), &c.Key); err != nil {
-		return c, false, fmt.Errorf("decode event key: %w", err)
-	}
-	if len(c.Key) == 0 {
-		return c, false, errors.New("decode event key: empty key")
-	}
-	if c.Op != 'd' {
-		if env.After == nil {
-			return c, false, fmt.Errorf("decode event: op %q without after", env.Op)
-		}
-		c.After = env.After
-	}
-	if len(env.Unchanged) > 0 {
-		c.Unchanged = make(map[string]bool, len(env.Unchanged))
-		for _, u := range env.Unchanged {
-			c.Unchanged[u] = true
-		}
-	}
-	return c, true, nil
+// producer of Debezium-style JSON envelopes, with or without schemas); see
+// schema.DecodeChange. A tombstone (nil value) yields ok=false and no error.
+func DecodeChange(key, value []byte) (Change, bool, error) {
+	d, ok, err := schema.DecodeChange(key, value)
+	return Change{
+		Op: d.Op, Key: d.Key, After: d.After, Unchanged: d.Unchanged, CommitTime: d.CommitTime,
+		LSN: d.LSN, CommitLSN: d.CommitLSN, Order: d.Order, KeyOrder: d.KeyOrder,
+	}, ok, err
 }
 
 // Shape applies the mapping's column selection and renames to a change.
@@ -312,7 +207,7 @@ func Collapse(batch []Change) []Change {
 	out := make([]Change, 0, len(batch))
 	index := map[string]int{}
 	for _, c := range batch {
-		if c.Op == 't' {
+		if c.Op == schema.OpTruncate {
 			out = append(out, c)
 			index = map[string]int{}
 			continue
@@ -324,7 +219,7 @@ func Collapse(batch []Change) []Change {
 		}
 		if i, ok := index[k]; ok {
 			prev := out[i]
-			if c.Op != 'd' && prev.Op != 'd' && len(c.Unchanged) > 0 {
+			if c.Op != schema.OpDelete && prev.Op != schema.OpDelete && len(c.Unchanged) > 0 {
 				merged := c
 				merged.After = make(map[string]json.RawMessage, len(c.After))
 				for n, v := range c.After {

@@ -71,21 +71,21 @@ func (e *Encoder) tableSchemas(t *Table) tableSchemas {
 	str := func(field string, optional bool) *connectField {
 		return &connectField{Type: "string", Optional: optional, Field: field}
 	}
-	source := &connectField{Type: "struct", Field: "source", Name: "io.debezium.connector.postgresql.Source", Fields: []*connectField{
+	source := &connectField{Type: "struct", Field: memberSource, Name: "io.debezium.connector.postgresql.Source", Fields: []*connectField{
 		str("version", false), str("connector", false), str("name", false),
-		{Type: "int64", Field: "ts_ms"}, {Type: "int64", Optional: true, Field: "ts_us"}, str("snapshot", true), str("db", false),
+		{Type: "int64", Field: memberTsMs}, {Type: "int64", Optional: true, Field: memberTsUs}, str("snapshot", true), str("db", false),
 		str("schema", false), str("table", false),
-		{Type: "int64", Optional: true, Field: "txId"}, {Type: "int64", Optional: true, Field: "lsn"}, {Type: "int64", Optional: true, Field: "commit_lsn"},
+		{Type: "int64", Optional: true, Field: "txId"}, {Type: "int64", Optional: true, Field: memberLSN}, {Type: "int64", Optional: true, Field: memberCommitLSN},
 		{Type: "int64", Optional: true, Field: "xmin"},
 	}}
 	value := &connectField{Type: "struct", Name: base + ".Envelope", Fields: []*connectField{
-		rowSchema("before"), rowSchema("after"), source, str("op", false),
+		rowSchema(memberBefore), rowSchema(memberAfter), source, str(memberOp, false),
 		{Type: "int64", Optional: true, Field: "ts_ms"},
-		{Type: "struct", Optional: true, Field: "transaction", Name: "event.block", Fields: []*connectField{
-			str("id", false), {Type: "int64", Field: "total_order"}, {Type: "int64", Field: "data_collection_order"},
-			{Type: "int64", Optional: true, Field: "key_order"},
+		{Type: "struct", Optional: true, Field: memberTransaction, Name: "event.block", Fields: []*connectField{
+			str("id", false), {Type: "int64", Field: memberTotalOrder}, {Type: "int64", Field: "data_collection_order"},
+			{Type: "int64", Optional: true, Field: memberKeyOrder},
 		}},
-		{Type: "array", Optional: true, Field: "unchanged", Items: &connectField{Type: "string"}},
+		{Type: "array", Optional: true, Field: memberUnchanged, Items: &connectField{Type: "string"}},
 	}}
 	k, _ := json.Marshal(keySchema)
 	v, _ := json.Marshal(value)

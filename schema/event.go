@@ -95,9 +95,9 @@ func (e *Encoder) Key(dst []byte, ev *Event) ([]byte, error) {
 		row = ev.Before
 	}
 	if e.cfg.Schemas {
-		dst = append(dst, `{"schema":`...)
+		dst = append(dst, `{"`+memberSchema+`":`...)
 		dst = append(dst, e.tableSchemas(ev.Table).key...)
-		dst = append(dst, `,"payload":`...)
+		dst = append(dst, `,"`+memberPayload+`":`...)
 	}
 	dst = append(dst, '{')
 	n := 0
@@ -129,26 +129,26 @@ func (e *Encoder) Key(dst []byte, ev *Event) ([]byte, error) {
 // Value returns the event's Kafka value: the Debezium envelope.
 func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 	if e.cfg.Schemas {
-		dst = append(dst, `{"schema":`...)
+		dst = append(dst, `{"`+memberSchema+`":`...)
 		dst = append(dst, e.tableSchemas(ev.Table).value...)
-		dst = append(dst, `,"payload":`...)
+		dst = append(dst, `,"`+memberPayload+`":`...)
 	}
 	var err error
-	dst = append(dst, `{"before":`...)
+	dst = append(dst, `{"`+memberBefore+`":`...)
 	if dst, err = e.appendRow(dst, ev.Table, ev.Before); err != nil {
 		return dst, fmt.Errorf("before: %w", err)
 	}
-	dst = append(dst, `,"after":`...)
+	dst = append(dst, `,"`+memberAfter+`":`...)
 	if dst, err = e.appendRow(dst, ev.Table, ev.After); err != nil {
 		return dst, fmt.Errorf("after: %w", err)
 	}
-	dst = append(dst, `,"source":{"version":`...)
+	dst = append(dst, `,"`+memberSource+`":{"version":`...)
 	dst = appendString(dst, []byte(e.cfg.Version))
 	dst = append(dst, `,"connector":"postgresql","name":`...)
 	dst = appendString(dst, []byte(e.cfg.Name))
-	dst = append(dst, `,"ts_ms":`...)
+	dst = append(dst, `,"`+memberTsMs+`":`...)
 	dst = strconv.AppendInt(dst, ev.Source.CommitTime.UnixMilli(), 10)
-	dst = append(dst, `,"ts_us":`...)
+	dst = append(dst, `,"`+memberTsUs+`":`...)
 	dst = strconv.AppendInt(dst, ev.Source.CommitTime.UnixMicro(), 10)
 	dst = append(dst, `,"snapshot":`...)
 	snap := ev.Source.Snapshot
@@ -168,18 +168,18 @@ func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 	} else {
 		dst = strconv.AppendUint(dst, uint64(ev.Source.TxID), 10)
 	}
-	dst = append(dst, `,"lsn":`...)
+	dst = append(dst, `,"`+memberLSN+`":`...)
 	dst = strconv.AppendUint(dst, ev.Source.LSN, 10)
-	dst = append(dst, `,"commit_lsn":`...)
+	dst = append(dst, `,"`+memberCommitLSN+`":`...)
 	dst = strconv.AppendUint(dst, ev.Source.CommitLSN, 10)
-	dst = append(dst, `,"xmin":null},"op":"`...)
+	dst = append(dst, `,"xmin":null},"`+memberOp+`":"`...)
 	dst = append(dst, byte(ev.Op))
 	dst = append(dst, `","ts_ms":`...)
 	dst = strconv.AppendInt(dst, now.UnixMilli(), 10)
-	dst = append(dst, `,"transaction":`...)
+	dst = append(dst, `,"`+memberTransaction+`":`...)
 	dst = appendTransaction(dst, &ev.Source)
 	if unchanged := unchangedColumns(ev.Table, ev.After); len(unchanged) > 0 {
-		dst = append(dst, `,"unchanged":[`...)
+		dst = append(dst, `,"`+memberUnchanged+`":[`...)
 		for i, name := range unchanged {
 			if i > 0 {
 				dst = append(dst, ',')
@@ -259,11 +259,11 @@ func appendTransaction(dst []byte, src *Source) []byte {
 	dst = strconv.AppendUint(dst, uint64(src.TxID), 10)
 	dst = append(dst, ':')
 	dst = strconv.AppendUint(dst, src.CommitLSN, 10)
-	dst = append(dst, `","total_order":`...)
+	dst = append(dst, `","`+memberTotalOrder+`":`...)
 	dst = strconv.AppendUint(dst, src.Order, 10)
 	dst = append(dst, `,"data_collection_order":`...)
 	dst = strconv.AppendUint(dst, src.TableOrder, 10)
-	dst = append(dst, `,"key_order":`...)
+	dst = append(dst, `,"`+memberKeyOrder+`":`...)
 	dst = strconv.AppendUint(dst, src.KeyOrder, 10)
 	return append(dst, '}')
 }

@@ -47,9 +47,10 @@ func testTable() *Table {
 
 func txt(s string) Value { return Value{Kind: Text, Data: []byte(s)} }
 
-func TestEnvelopeGolden(t *testing.T) {
+// goldenEvents are the events written to testdata/golden/NAME[-schemas].{key,value}.json,
+// and the time they were encoded at.
+func goldenEvents() (map[string]*Event, time.Time) {
 	commit := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	now := commit.Add(time.Second)
 	tbl := testTable()
 	src := Source{LSN: 123456, CommitLSN: 123999, TxID: 789, CommitTime: commit, Snapshot: SnapshotFalse, Order: 3, TableOrder: 2, KeyOrder: 1}
 	update := Event{Op: OpUpdate, Table: tbl,
@@ -57,13 +58,21 @@ func TestEnvelopeGolden(t *testing.T) {
 		After:  Row{txt("1"), txt("a@example.com"), {Kind: Unchanged}, txt("10.50")},
 		Source: src}
 	del := Event{Op: OpDelete, Table: tbl, Before: Row{txt("1"), {Kind: Null}, {Kind: Null}, {Kind: Null}}, Source: src}
+	return map[string]*Event{"update": &update, "delete": &del}, commit.Add(time.Second)
+}
+
+func goldenEncoder(schemas bool) (enc *Encoder, suffix string) {
+	if schemas {
+		suffix = "-schemas"
+	}
+	return NewEncoder(EncoderConfig{Name: "scoop", Database: "monolith", Version: "test", Schemas: schemas}, testTypes), suffix
+}
+
+func TestEnvelopeGolden(t *testing.T) {
+	events, now := goldenEvents()
 	for _, schemas := range []bool{false, true} {
-		enc := NewEncoder(EncoderConfig{Name: "scoop", Database: "monolith", Version: "test", Schemas: schemas}, testTypes)
-		suffix := ""
-		if schemas {
-			suffix = "-schemas"
-		}
-		for name, ev := range map[string]*Event{"update": &update, "delete": &del} {
+		enc, suffix := goldenEncoder(schemas)
+		for name, ev := range events {
 			key, err := enc.Key(nil, ev)
 			if err != nil {
 				t.Fatal(err)

@@ -1,4 +1,4 @@
-package pipeline
+package schema
 
 import (
 	"bytes"
@@ -12,7 +12,8 @@ import (
 // A small JSON scanner for the hot path of the sinks: it walks an object's
 // members and hands out their raw values without building anything, so
 // decoding an event costs one pass and one map. Anything it does not expect
-// makes DecodeChange fall back to encoding/json, which also words the errors.
+// makes DecodeChange fall back to encoding/json (decode.go), which also
+// words the errors.
 
 var errScan = errors.New("unexpected JSON")
 
@@ -178,29 +179,29 @@ func decodeFast(key, value []byte) (c Change, err error) {
 	// Member names match case-insensitively, as encoding/json matches them.
 	err = eachMember(value, func(k []byte, v []byte) error {
 		switch fold(k) {
-		case "op":
+		case memberOp:
 			op = v
-		case "after":
+		case memberAfter:
 			after, err := rawObject(v)
 			c.After = after
 			return err
-		case "source":
+		case memberSource:
 			source = v
-		case "transaction":
+		case memberTransaction:
 			if string(v) == "null" {
 				return nil
 			}
 			return eachMember(v, func(k []byte, v []byte) error {
 				var err error
 				switch fold(k) {
-				case "total_order":
+				case memberTotalOrder:
 					c.Order, err = strconv.ParseUint(string(v), 10, 64)
-				case "key_order":
+				case memberKeyOrder:
 					c.KeyOrder, err = strconv.ParseUint(string(v), 10, 64)
 				}
 				return err
 			})
-		case "unchanged":
+		case memberUnchanged:
 			if string(v) == "null" {
 				return nil
 			}
@@ -214,7 +215,7 @@ func decodeFast(key, value []byte) (c Change, err error) {
 			for _, n := range names {
 				c.Unchanged[n] = true
 			}
-		case "schema", "payload":
+		case memberSchema, memberPayload:
 			return errScan // Kafka Connect wrapping: the standard path
 		}
 		return nil
@@ -225,21 +226,21 @@ func decodeFast(key, value []byte) (c Change, err error) {
 	if len(op) != 3 || op[0] != '"' || op[2] != '"' {
 		return c, errScan
 	}
-	c.Op = op[1]
+	c.Op = Op(op[1])
 	var tsMs, tsUs int64
 	if source != nil {
 		err = eachMember(source, func(k []byte, v []byte) error {
 			var err error
 			switch fold(k) {
-			case "ts_ms":
+			case memberTsMs:
 				tsMs, err = strconv.ParseInt(string(v), 10, 64)
-			case "ts_us":
+			case memberTsUs:
 				tsUs, err = strconv.ParseInt(string(v), 10, 64)
-			case "lsn":
+			case memberLSN:
 				if string(v) != "null" {
 					c.LSN, err = strconv.ParseUint(string(v), 10, 64)
 				}
-			case "commit_lsn":
+			case memberCommitLSN:
 				if string(v) != "null" {
 					c.CommitLSN, err = strconv.ParseUint(string(v), 10, 64)
 				}
@@ -251,7 +252,7 @@ func decodeFast(key, value []byte) (c Change, err error) {
 		}
 	}
 	c.CommitTime = commitTime(tsMs, tsUs)
-	if key != nil && c.Op != 't' {
+	if key != nil && c.Op != OpTruncate {
 		if c.Key, err = rawObject(key); err != nil {
 			return c, errScan
 		}
@@ -270,4 +271,5 @@ func fold(k []byte) string {
 	return ""
 }
 
-var knownNames = []string{"op", "after", "source", "transaction", "unchanged", "schema", "payload", "ts_ms", "ts_us", "lsn", "commit_lsn", "total_order", "key_order"}
+// knownNames are the members the decoders read (see envelope.go).
+var knownNames = []string{memberOp, memberAfter, memberSource, memberTransaction, memberUnchanged, memberSchema, memberPayload, memberTsMs, memberTsUs, memberLSN, memberCommitLSN, memberTotalOrder, memberKeyOrder}
