@@ -6,15 +6,17 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/scoop-cdc/scoop/schema"
 )
 
 func TestCheckColumns(t *testing.T) {
 	target := map[string]Column{"id": {Name: "id", Key: true}, "note": {Name: "note"}}
-	ok := []Change{{Op: 'c', After: map[string]json.RawMessage{"id": json.RawMessage(`1`), "note": json.RawMessage(`"a"`)}}, {Op: 'd'}, {Op: 't'}}
+	ok := []Change{{Op: schema.OpCreate, After: map[string]json.RawMessage{"id": json.RawMessage(`1`), "note": json.RawMessage(`"a"`)}}, {Op: schema.OpDelete}, {Op: schema.OpTruncate}}
 	if err := CheckColumns(ok, target); err != nil {
 		t.Fatal(err)
 	}
-	batch := append(ok, Change{Op: 'u', After: map[string]json.RawMessage{"id": json.RawMessage(`1`), "Extra Col": json.RawMessage(`2`), "b": json.RawMessage(`null`)}})
+	batch := append(ok, Change{Op: schema.OpUpdate, After: map[string]json.RawMessage{"id": json.RawMessage(`1`), "Extra Col": json.RawMessage(`2`), "b": json.RawMessage(`null`)}})
 	err := fmt.Errorf("mapping m: %w", CheckColumns(batch, target))
 	if !errors.Is(err, ErrSchemaChanged) || IsPermanent(err) {
 		t.Fatalf("not a schema change, or permanent: %v", err)

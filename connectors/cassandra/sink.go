@@ -250,7 +250,7 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.MaxInFlight)
 	for _, c := range pipeline.Collapse(batch) {
-		if c.Op == 't' {
+		if c.Op == schema.OpTruncate {
 			if err := g.Wait(); err != nil {
 				return err
 			}
@@ -299,7 +299,7 @@ func writeTime(c *pipeline.Change) int64 {
 
 func (s *Sink) statement(c pipeline.Change) (string, []any, error) {
 	ts := writeTime(&c)
-	if c.Op == 'd' {
+	if c.Op == schema.OpDelete {
 		where := make([]string, len(s.keys))
 		args := []any{ts}
 		for i, k := range s.keys {

@@ -13,6 +13,7 @@ import (
 	"github.com/scoop-cdc/scoop/connectors/postgres"
 	"github.com/scoop-cdc/scoop/internal/testenv"
 	"github.com/scoop-cdc/scoop/pipeline"
+	"github.com/scoop-cdc/scoop/schema"
 )
 
 // TestSinkFollowsSourceColumns: each sink refuses a batch carrying a column
@@ -52,8 +53,8 @@ func TestSinkFollowsSourceColumns(t *testing.T) {
 			extra := pipeline.Column{Name: "Extra", Source: "Extra", SQLType: "bigint", BaseType: "int8"}
 
 			s := mustOpen(pipeline.Target{Columns: []pipeline.Column{id, note}})
-			apply(t, s, change('c', 1, `{"id":1,"note":"a"}`, 1, 1))
-			batch := []pipeline.Change{change('c', 2, `{"id":2,"note":"b"}`, 2, 2), change('u', 1, `{"id":1,"note":"c","Extra":5}`, 3, 3)}
+			apply(t, s, change(schema.OpCreate, 1, `{"id":1,"note":"a"}`, 1, 1))
+			batch := []pipeline.Change{change(schema.OpCreate, 2, `{"id":2,"note":"b"}`, 2, 2), change(schema.OpUpdate, 1, `{"id":1,"note":"c","Extra":5}`, 3, 3)}
 			err := s.Apply(ctx, batch)
 			if !errors.Is(err, pipeline.ErrSchemaChanged) || pipeline.IsPermanent(err) ||
 				err.Error() != fmt.Sprintf(`mapping %s: source schema changed: events carry columns the target does not have (columns "Extra")`, table) {
@@ -74,7 +75,7 @@ func TestSinkFollowsSourceColumns(t *testing.T) {
 
 			// note dropped at the source: rows without it go in.
 			s = mustOpen(pipeline.Target{Columns: []pipeline.Column{id, extra}})
-			apply(t, s, change('c', 3, `{"id":3,"Extra":7}`, 4, 4))
+			apply(t, s, change(schema.OpCreate, 3, `{"id":3,"Extra":7}`, 4, 4))
 			if r := read(3); r["Extra"] != "7" {
 				t.Fatalf("row 3 after note was dropped: %v", r)
 			}

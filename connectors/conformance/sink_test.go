@@ -16,6 +16,7 @@ import (
 	"github.com/scoop-cdc/scoop/connectors/postgres"
 	"github.com/scoop-cdc/scoop/internal/testenv"
 	"github.com/scoop-cdc/scoop/pipeline"
+	"github.com/scoop-cdc/scoop/schema"
 )
 
 func TestMain(m *testing.M) {
@@ -121,7 +122,7 @@ var basicTarget = func(table string) pipeline.Target {
 }
 
 // change builds a change at a commit time (seconds after a base) and offset.
-func change(op byte, id int, after string, sec int, offset int64, unchanged ...string) pipeline.Change {
+func change(op schema.Op, id int, after string, sec int, offset int64, unchanged ...string) pipeline.Change {
 	c := pipeline.Change{Op: op, Key: map[string]json.RawMessage{"id": json.RawMessage(fmt.Sprint(id))},
 		CommitTime: time.Date(2026, 1, 1, 0, 0, sec, 0, time.UTC), Topic: "conformance", Offset: offset}
 	if after != "" {
@@ -168,14 +169,14 @@ func TestSinkConformance(t *testing.T) {
 			s := st.open(t, basicTarget(table), table)
 			// insert, then update, delete and an unchanged TOAST column.
 			apply(t, s,
-				change('r', 1, `{"id":1,"name":"one","n":1,"big":"BIG1"}`, 1, 0),
-				change('c', 2, `{"id":2,"name":"two","n":2,"big":"BIG2"}`, 2, 1),
-				change('c', 3, `{"id":3,"name":"three","n":3,"big":"BIG3"}`, 3, 2),
+				change(schema.OpRead, 1, `{"id":1,"name":"one","n":1,"big":"BIG1"}`, 1, 0),
+				change(schema.OpCreate, 2, `{"id":2,"name":"two","n":2,"big":"BIG2"}`, 2, 1),
+				change(schema.OpCreate, 3, `{"id":3,"name":"three","n":3,"big":"BIG3"}`, 3, 2),
 			)
 			want(t, st, table, 1, "name", "one")
 			apply(t, s,
-				change('u', 1, `{"id":1,"name":"uno","n":9223372036854775807}`, 4, 3, "big"),
-				change('d', 3, ``, 5, 4),
+				change(schema.OpUpdate, 1, `{"id":1,"name":"uno","n":9223372036854775807}`, 4, 3, "big"),
+				change(schema.OpDelete, 3, ``, 5, 4),
 			)
 			want(t, st, table, 1, "name", "uno")
 			want(t, st, table, 1, "n", "9223372036854775807")
@@ -185,17 +186,17 @@ func TestSinkConformance(t *testing.T) {
 			// Two changes of one key in one batch: the last wins, and an
 			// unchanged column takes the earlier value of the same batch.
 			apply(t, s,
-				change('u', 2, `{"id":2,"name":"dos","n":2,"big":"BIG2b"}`, 6, 5),
-				change('u', 2, `{"id":2,"name":"deux","n":2}`, 7, 6, "big"),
+				change(schema.OpUpdate, 2, `{"id":2,"name":"dos","n":2,"big":"BIG2b"}`, 6, 5),
+				change(schema.OpUpdate, 2, `{"id":2,"name":"deux","n":2}`, 7, 6, "big"),
 			)
 			want(t, st, table, 2, "name", "deux")
 			want(t, st, table, 2, "big", "BIG2b")
 
 			// Replay of old events (a rewind): the rows do not regress.
 			apply(t, s,
-				change('c', 1, `{"id":1,"name":"one","n":1,"big":"BIG1"}`, 1, 0),
-				change('c', 3, `{"id":3,"name":"three","n":3,"big":"BIG3"}`, 3, 2),
-				change('d', 3, ``, 5, 4),
+				change(schema.OpCreate, 1, `{"id":1,"name":"one","n":1,"big":"BIG1"}`, 1, 0),
+				change(schema.OpCreate, 3, `{"id":3,"name":"three","n":3,"big":"BIG3"}`, 3, 2),
+				change(schema.OpDelete, 3, ``, 5, 4),
 			)
 			want(t, st, table, 1, "name", "uno")
 			wantAbsent(t, st, table, 3)
@@ -205,15 +206,15 @@ func TestSinkConformance(t *testing.T) {
 			s.Close(context.Background())
 			s2 := st.open(t, basicTarget(table), table)
 			apply(t, s2,
-				change('u', 2, `{"id":2,"name":"dos","n":2,"big":"BIG2b"}`, 6, 5),
-				change('u', 2, `{"id":2,"name":"deux","n":2}`, 7, 6, "big"),
-				change('c', 4, `{"id":4,"name":"four","n":4,"big":"BIG4"}`, 8, 7),
+				change(schema.OpUpdate, 2, `{"id":2,"name":"dos","n":2,"big":"BIG2b"}`, 6, 5),
+				change(schema.OpUpdate, 2, `{"id":2,"name":"deux","n":2}`, 7, 6, "big"),
+				change(schema.OpCreate, 4, `{"id":4,"name":"four","n":4,"big":"BIG4"}`, 8, 7),
 			)
 			want(t, st, table, 2, "name", "deux")
 			want(t, st, table, 4, "name", "four")
 
 			// Truncate empties the table.
-			apply(t, s2, pipeline.Change{Op: 't', CommitTime: time.Date(2026, 1, 1, 0, 0, 9, 0, time.UTC), Topic: table, Offset: 8})
+			apply(t, s2, pipeline.Change{Op: schema.OpTruncate, CommitTime: time.Date(2026, 1, 1, 0, 0, 9, 0, time.UTC), Topic: table, Offset: 8})
 			wantAbsent(t, st, table, 1)
 		})
 	}
@@ -248,7 +249,7 @@ func TestSinkTypes(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := st.open(t, target, m.Target)
-			c := pipeline.Change{Op: 'r', Key: map[string]json.RawMessage{"id": after["id"]}, After: map[string]json.RawMessage{}, CommitTime: time.Now(), Topic: m.Target}
+			c := pipeline.Change{Op: schema.OpRead, Key: map[string]json.RawMessage{"id": after["id"]}, After: map[string]json.RawMessage{}, CommitTime: time.Now(), Topic: m.Target}
 			for _, col := range target.Columns {
 				c.After[col.Name] = after[col.Source]
 			}
@@ -287,20 +288,20 @@ func TestSinkBulk(t *testing.T) {
 			s := st.open(t, basicTarget(table), table)
 			var batch []pipeline.Change
 			off := int64(0)
-			add := func(op byte, id int, after string, unchanged ...string) {
+			add := func(op schema.Op, id int, after string, unchanged ...string) {
 				batch = append(batch, change(op, id, after, int(off/1000), off, unchanged...))
 				off++
 			}
 			for id := 1; id <= 100; id++ {
-				add('c', id, fmt.Sprintf(`{"id":%d,"name":"n%d","n":%d,"big":"tab\there\nnewline \\ back"}`, id, id, id))
+				add(schema.OpCreate, id, fmt.Sprintf(`{"id":%d,"name":"n%d","n":%d,"big":"tab\there\nnewline \\ back"}`, id, id, id))
 			}
 			for id := 1; id <= 100; id += 2 {
-				add('u', id, fmt.Sprintf(`{"id":%d,"name":"odd%d","n":%d}`, id, id, id*10), "big")
+				add(schema.OpUpdate, id, fmt.Sprintf(`{"id":%d,"name":"odd%d","n":%d}`, id, id, id*10), "big")
 			}
 			for id := 2; id <= 100; id += 10 {
-				add('d', id, ``)
+				add(schema.OpDelete, id, ``)
 			}
-			add('c', 2, `{"id":2,"name":"back","n":2,"big":null}`)
+			add(schema.OpCreate, 2, `{"id":2,"name":"back","n":2,"big":null}`)
 			apply(t, s, batch...)
 			want(t, st, table, 1, "name", "odd1")
 			want(t, st, table, 1, "big", "tab\there\nnewline \\ back")
@@ -311,12 +312,12 @@ func TestSinkBulk(t *testing.T) {
 
 			batch = nil
 			for id := 1; id <= 20; id++ {
-				add('u', id, fmt.Sprintf(`{"id":%d,"name":"before-truncate","n":0,"big":"x"}`, id))
+				add(schema.OpUpdate, id, fmt.Sprintf(`{"id":%d,"name":"before-truncate","n":0,"big":"x"}`, id))
 			}
-			batch = append(batch, pipeline.Change{Op: 't', CommitTime: time.Date(2026, 1, 1, 0, 0, int(off/1000), 0, time.UTC), Topic: table, Offset: off})
+			batch = append(batch, pipeline.Change{Op: schema.OpTruncate, CommitTime: time.Date(2026, 1, 1, 0, 0, int(off/1000), 0, time.UTC), Topic: table, Offset: off})
 			off++
 			for id := 5; id <= 30; id++ {
-				add('c', id, fmt.Sprintf(`{"id":%d,"name":"after-truncate","n":1,"big":"y"}`, id))
+				add(schema.OpCreate, id, fmt.Sprintf(`{"id":%d,"name":"after-truncate","n":1,"big":"y"}`, id))
 			}
 			apply(t, s, batch...)
 			wantAbsent(t, st, table, 1)
@@ -344,8 +345,8 @@ func TestSinkNonMonotonicLog(t *testing.T) {
 			table := testenv.Name("order")
 			s := st.open(t, basicTarget(table), table)
 			// [B, A, B]: B (a later transaction) was written before A.
-			b := at(change('c', 20, `{"id":20,"name":"b","n":2}`, 20, 0), 200, 190, 1, 1)
-			a := at(change('c', 10, `{"id":10,"name":"a","n":1}`, 10, 1), 100, 90, 1, 1)
+			b := at(change(schema.OpCreate, 20, `{"id":20,"name":"b","n":2}`, 20, 0), 200, 190, 1, 1)
+			a := at(change(schema.OpCreate, 10, `{"id":10,"name":"a","n":1}`, 10, 1), 100, 90, 1, 1)
 			apply(t, s, b)
 			b2 := b
 			b2.Offset = 2
@@ -356,7 +357,7 @@ func TestSinkNonMonotonicLog(t *testing.T) {
 			// One COPY: every row has the same LSN, split over batches.
 			var first, second []pipeline.Change
 			for i := 1; i <= 20; i++ {
-				c := at(change('c', 100+i, fmt.Sprintf(`{"id":%d,"name":"copy","n":%d}`, 100+i, i), 30, int64(2+i)), 300, 290, uint64(i), 1)
+				c := at(change(schema.OpCreate, 100+i, fmt.Sprintf(`{"id":%d,"name":"copy","n":%d}`, 100+i, i), 30, int64(2+i)), 300, 290, uint64(i), 1)
 				if i <= 10 {
 					first = append(first, c)
 				} else {
@@ -384,17 +385,17 @@ func TestSinkOneKeyManyChangesInOneTransaction(t *testing.T) {
 				return at(c, 500, 490+order, order, keyOrder)
 			}
 			// DELETE k; INSERT k: the row exists.
-			apply(t, s, pos(change('c', 1, `{"id":1,"name":"old","n":1}`, 40, 0), 1, 1))
-			apply(t, s, pos(change('d', 1, ``, 50, 1), 2, 1))
-			apply(t, s, pos(change('c', 1, `{"id":1,"name":"back","n":1}`, 50, 2), 3, 2))
+			apply(t, s, pos(change(schema.OpCreate, 1, `{"id":1,"name":"old","n":1}`, 40, 0), 1, 1))
+			apply(t, s, pos(change(schema.OpDelete, 1, ``, 50, 1), 2, 1))
+			apply(t, s, pos(change(schema.OpCreate, 1, `{"id":1,"name":"back","n":1}`, 50, 2), 3, 2))
 			want(t, st, table, 1, "name", "back")
 			// INSERT k; DELETE k: the row is gone.
-			apply(t, s, pos(change('c', 2, `{"id":2,"name":"brief","n":1}`, 50, 3), 4, 1))
-			apply(t, s, pos(change('d', 2, ``, 50, 4), 5, 2))
+			apply(t, s, pos(change(schema.OpCreate, 2, `{"id":2,"name":"brief","n":1}`, 50, 3), 4, 1))
+			apply(t, s, pos(change(schema.OpDelete, 2, ``, 50, 4), 5, 2))
 			wantAbsent(t, st, table, 2)
 			// Two updates: the later one wins even when its value sorts first.
-			apply(t, s, pos(change('c', 3, `{"id":3,"name":"b-first","n":1}`, 50, 5), 6, 1))
-			apply(t, s, pos(change('u', 3, `{"id":3,"name":"a-second","n":1}`, 50, 6), 7, 2))
+			apply(t, s, pos(change(schema.OpCreate, 3, `{"id":3,"name":"b-first","n":1}`, 50, 5), 6, 1))
+			apply(t, s, pos(change(schema.OpUpdate, 3, `{"id":3,"name":"a-second","n":1}`, 50, 6), 7, 2))
 			want(t, st, table, 3, "name", "a-second")
 		})
 	}
@@ -413,8 +414,8 @@ func TestPostgresSinkRecoversAfterFailedBatch(t *testing.T) {
 		if i == 6 {
 			n = `"not a number"`
 		}
-		bad = append(bad, change('c', i, fmt.Sprintf(`{"id":%d,"name":"x","n":%s}`, i, n), 1, int64(i)))
-		good = append(good, change('c', 100+i, fmt.Sprintf(`{"id":%d,"name":"y","n":%d}`, 100+i, i), 2, int64(100+i)))
+		bad = append(bad, change(schema.OpCreate, i, fmt.Sprintf(`{"id":%d,"name":"x","n":%s}`, i, n), 1, int64(i)))
+		good = append(good, change(schema.OpCreate, 100+i, fmt.Sprintf(`{"id":%d,"name":"y","n":%d}`, 100+i, i), 2, int64(100+i)))
 	}
 	err := s.Apply(context.Background(), bad)
 	if err == nil || !pipeline.IsPermanent(err) || !strings.Contains(err.Error(), "invalid input syntax for type bigint") {

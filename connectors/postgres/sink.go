@@ -418,10 +418,10 @@ func classify(err error) error {
 // queue adds the statement for one change.
 func (s *Sink) queue(b *pgx.Batch, c *pipeline.Change) error {
 	switch c.Op {
-	case 't':
+	case schema.OpTruncate:
 		b.Queue("TRUNCATE " + s.table)
 		return nil
-	case 'd':
+	case schema.OpDelete:
 		where := make([]string, len(s.keys))
 		args := make([]any, len(s.keys))
 		for i, k := range s.keys {

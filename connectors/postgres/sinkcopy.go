@@ -27,7 +27,7 @@ const copyThreshold = 8
 func (s *Sink) applyCopy(ctx context.Context, tx pgx.Tx, b *pgx.Batch, changes []pipeline.Change) error {
 	start := 0
 	for i := 0; i <= len(changes); i++ {
-		if i < len(changes) && changes[i].Op != 't' {
+		if i < len(changes) && changes[i].Op != schema.OpTruncate {
 			continue
 		}
 		if err := s.applySegment(ctx, tx, b, changes[start:i]); err != nil {
@@ -54,7 +54,7 @@ func (s *Sink) applySegment(ctx context.Context, tx pgx.Tx, b *pgx.Batch, change
 	var order []string
 	for i := range changes {
 		c := &changes[i]
-		if c.Op == 'd' || len(c.Unchanged) > 0 {
+		if c.Op == schema.OpDelete || len(c.Unchanged) > 0 {
 			if err := s.queue(b, c); err != nil {
 				return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
 			}
