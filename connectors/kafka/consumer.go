@@ -2,11 +2,8 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -39,56 +36,71 @@ type ConsumerConfig struct {
 	Barriers pipeline.TruncateBarriers
 }
 
-// ConsumerStats are counters for metrics and status.
-type ConsumerStats struct {
-	Applied     atomic.Uint64
-	DeadLetters atomic.Uint64
-	Retries     atomic.Uint64
-	LastCommit  atomic.Int64 // unix ms of the commit time of the last applied change
-	Paused      atomic.Bool  // the store is failing and the mapping waits
-	// SchemaMismatch: the target cannot take the source's columns; the
-	// mapping waits for an operator (LastError says what to run).
-	SchemaMismatch atomic.Bool
-	// SchemaChanges counts sink rebuilds after the source's columns changed.
-	SchemaChanges atomic.Uint64
-	LastError     atomic.Pointer[string] // why the mapping last paused (nil while it flows)
+func (c *ConsumerConfig) defaults() {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 2000
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = 8 << 20
+	}
+	if c.Linger <= 0 {
+		c.Linger = 20 * time.Millisecond
+	}
+	if c.StartOffset == 0 {
+		c.StartOffset = kafkago.FirstOffset
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 }
 
-// Consume feeds a sink from a topic until ctx ends. Offsets are committed to
-// Kafka only after the sink committed the batch. A failing store is retried
-// with backoff forever (the mapping pauses, nothing is skipped); an event
-// that can never be applied goes to the dead-letter topic with its reason.
+// ConsumerStats are counters for metrics and status.
+type ConsumerStats = pipeline.ApplyStats
+
+// Consume feeds a sink from a topic until ctx ends: a Reader of the
+// mapping's consumer group and pipeline.Apply (offsets are committed only
+// after the sink committed the batch).
 func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats *ConsumerStats) error {
-	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 2000
-	}
-	if cfg.MaxBatchBytes <= 0 {
-		cfg.MaxBatchBytes = 8 << 20
-	}
-	if cfg.Linger <= 0 {
-		cfg.Linger = 20 * time.Millisecond
-	}
-	if cfg.StartOffset == 0 {
-		cfg.StartOffset = kafkago.FirstOffset
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if stats == nil {
-		stats = &ConsumerStats{}
-	}
-	log := cfg.Logger.With("mapping", cfg.Mapping.Name, "topic", cfg.Topic)
-	newReader := func() *kafkago.Reader {
-		return kafkago.NewReader(kafkago.ReaderConfig{
-			Brokers:       cfg.Brokers,
-			GroupID:       cfg.GroupID,
-			Topic:         cfg.Topic,
+	cfg.defaults()
+	r := NewReader(cfg)
+	defer func() {
+		if err := r.Close(); err != nil {
+			cfg.Logger.Warn("close the consumer", "mapping", cfg.Mapping.Name, "topic", cfg.Topic, "error", err)
+		}
+	}()
+	return pipeline.Apply(ctx, pipeline.ApplyConfig{
+		Mapping: cfg.Mapping, Group: cfg.GroupID, Topic: cfg.Topic,
+		DeadLetters: cfg.DeadLetters, DLQTopic: cfg.DLQTopic,
+		Barriers: cfg.Barriers, Logger: cfg.Logger,
+	}, r, sink, stats)
+}
+
+// Reader is one member of a mapping's consumer group, read in batches: the
+// pipeline.Reader of the apply stage. Offsets are committed explicitly
+// (FetchMessage, never ReadMessage) after the store took the messages.
+type Reader struct {
+	cfg ConsumerConfig
+	r   *kafkago.Reader // nil after Rewind, until the next Fetch
+}
+
+// NewReader returns a Reader; it joins the group at its first Fetch.
+func NewReader(cfg ConsumerConfig) *Reader {
+	cfg.defaults()
+	return &Reader{cfg: cfg}
+}
+
+func (r *Reader) reader() *kafkago.Reader {
+	if r.r == nil {
+		r.r = kafkago.NewReader(kafkago.ReaderConfig{
+			Brokers:       r.cfg.Brokers,
+			GroupID:       r.cfg.GroupID,
+			Topic:         r.cfg.Topic,
 			MinBytes:      1,
 			MaxWait:       100 * time.Millisecond,
-			StartOffset:   cfg.StartOffset,
-			Dialer:        cfg.Dialer,
-			QueueCapacity: min(cfg.MaxBatch, 1000),
-			MaxBytes:      min(cfg.MaxBatchBytes, 16<<20),
+			StartOffset:   r.cfg.StartOffset,
+			Dialer:        r.cfg.Dialer,
+			QueueCapacity: min(r.cfg.MaxBatch, 1000),
+			MaxBytes:      min(r.cfg.MaxBatchBytes, 16<<20),
 			// Offsets are committed after the store committed the batch; the
 			// commit to Kafka itself is asynchronous (the PostgreSQL sink keeps
 			// its own offsets, and every sink is idempotent under redelivery).
@@ -99,183 +111,82 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 			HeartbeatInterval: time.Second,
 		})
 	}
-	gate := newTruncateGate(cfg, log, sink, stats)
-	if err := gate.reset(ctx); err != nil {
-		return err
-	}
-	r := newReader()
-	defer func() { r.Close() }()
-	commit := func(ms []kafkago.Message) error {
-		if err := r.CommitMessages(ctx, ms...); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("mapping %s: commit offsets: %w", cfg.Mapping.Name, err)
-		}
-		return nil
-	}
-	apply := func(ms []kafkago.Message) error {
-		if err := applyBatch(ctx, cfg, log, sink, stats, ms); err != nil {
-			return err
-		}
-		return commit(ms)
-	}
-	msgs := make([]kafkago.Message, 0, cfg.MaxBatch)
-	for {
-		msgs = msgs[:0]
-		reread, err := gate.poll(ctx)
-		if err != nil {
-			return err
-		}
-		if reread {
-			// Closing flushes the committed offsets: the held partitions
-			// are read again from their markers, now skipped.
-			log.Info("truncate done; reading the held partitions again from their markers")
-			if err := r.Close(); err != nil {
-				log.Warn("close the reader after a truncate", "error", err)
-			}
-			if err := gate.reset(ctx); err != nil {
-				return err
-			}
-			r = newReader()
-			continue
-		}
-		// While partitions wait at a marker, the fetch gives way to the
-		// barrier's poll; the other partitions keep flowing.
-		fctx, fcancel := ctx, context.CancelFunc(func() {})
-		if gate.waiting() {
-			fctx, fcancel = context.WithTimeout(ctx, barrierPoll)
-		}
-		m, err := r.FetchMessage(fctx)
-		fcancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if fctx.Err() != nil {
-				continue
-			}
-			return fmt.Errorf("mapping %s: fetch from %s: %w", cfg.Mapping.Name, cfg.Topic, err)
-		}
-		msgs = append(msgs, m)
-		size := len(m.Key) + len(m.Value)
-		lctx, cancel := context.WithTimeout(ctx, cfg.Linger)
-		for len(msgs) < cfg.MaxBatch && size < cfg.MaxBatchBytes {
-			m, err := r.FetchMessage(lctx)
-			if err != nil {
-				break
-			}
-			msgs = append(msgs, m)
-			size += len(m.Key) + len(m.Value)
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err := gate.process(ctx, msgs, apply, commit); err != nil {
-			return err
-		}
-	}
+	return r.r
 }
 
-func applyBatch(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, sink pipeline.Sink, stats *ConsumerStats, msgs []kafkago.Message) error {
-	changes := make([]pipeline.Change, 0, len(msgs))
-	var dead []pipeline.Record
-	for _, m := range msgs {
-		c, ok, err := pipeline.DecodeChange(m.Key, m.Value)
+// Fetch waits for one message, then lingers for more up to the batch's
+// count and byte limits.
+func (r *Reader) Fetch(ctx context.Context) ([]pipeline.Message, error) {
+	kr := r.reader()
+	m, err := kr.FetchMessage(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetch from %s: %w", r.cfg.Topic, err)
+	}
+	msgs := make([]pipeline.Message, 0, min(r.cfg.MaxBatch, 1000))
+	msgs = append(msgs, message(m))
+	size := len(m.Key) + len(m.Value)
+	lctx, cancel := context.WithTimeout(ctx, r.cfg.Linger)
+	defer cancel()
+	for len(msgs) < r.cfg.MaxBatch && size < r.cfg.MaxBatchBytes {
+		m, err := kr.FetchMessage(lctx)
 		if err != nil {
-			dead = append(dead, deadLetter(cfg, m, err))
-			continue
+			break
 		}
-		if !ok {
-			continue // tombstone: the delete before it did the work
-		}
-		c.Topic, c.Partition, c.Offset = m.Topic, m.Partition, m.Offset
-		c.KeyID = string(m.Key)
-		cfg.Mapping.Shape(&c)
-		changes = append(changes, c)
+		msgs = append(msgs, message(m))
+		size += len(m.Key) + len(m.Value)
 	}
-	err := applyRetrying(ctx, log, sink, stats, changes)
-	if pipeline.IsPermanent(err) {
-		// Find the events that cannot be applied, one by one.
-		for _, c := range changes {
-			one := []pipeline.Change{c}
-			if err := applyRetrying(ctx, log, sink, stats, one); err != nil {
-				if !pipeline.IsPermanent(err) {
-					return err
-				}
-				log.Error("event cannot be applied; sent to the dead-letter topic", "partition", c.Partition, "offset", c.Offset, "error", err)
-				dead = append(dead, deadLetter(cfg, msgFor(msgs, c), err))
-			}
-		}
-	} else if err != nil {
-		return err
+	return msgs, nil
+}
+
+// Commit commits the offsets of msgs (asynchronously to Kafka, within the
+// reader's CommitInterval; Close and Rewind flush them).
+func (r *Reader) Commit(ctx context.Context, msgs []pipeline.Message) error {
+	ms := make([]kafkago.Message, len(msgs))
+	for i, m := range msgs {
+		ms[i] = kafkago.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
 	}
-	if len(dead) > 0 {
-		if err := cfg.DeadLetters.Publish(ctx, dead); err != nil {
-			return fmt.Errorf("mapping %s: publish %d dead letters: %w", cfg.Mapping.Name, len(dead), err)
-		}
-		stats.DeadLetters.Add(uint64(len(dead)))
-	}
-	stats.Applied.Add(uint64(len(changes)))
-	if n := len(changes); n > 0 {
-		stats.LastCommit.Store(changes[n-1].CommitTime.UnixMilli())
+	if err := r.reader().CommitMessages(ctx, ms...); err != nil {
+		return fmt.Errorf("commit offsets: %w", err)
 	}
 	return nil
 }
 
-// applyRetrying retries transient failures with exponential backoff (100ms
-// to 30s) until the store takes the batch or ctx ends.
-func applyRetrying(ctx context.Context, log *slog.Logger, sink pipeline.Sink, stats *ConsumerStats, changes []pipeline.Change) error {
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := sink.Apply(ctx, changes)
-		// A schema change is not retried: the caller rebuilds the sink.
-		if err == nil || pipeline.IsPermanent(err) || errors.Is(err, pipeline.ErrSchemaChanged) {
-			stats.Paused.Store(false)
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		stats.Retries.Add(1)
-		stats.Paused.Store(true)
-		if attempt == 1 || attempt%10 == 0 {
-			log.Warn("store unavailable; mapping paused, retrying", "attempt", attempt, "backoff", backoff, "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
+// Rewind closes the group reader, which flushes the committed offsets; the
+// next Fetch joins the group again and reads from them.
+func (r *Reader) Rewind(context.Context) error {
+	if r.r == nil {
+		return nil
 	}
+	if err := r.r.Close(); err != nil {
+		r.cfg.Logger.Warn("close the reader after a truncate", "mapping", r.cfg.Mapping.Name, "topic", r.cfg.Topic, "error", err)
+	}
+	r.r = nil
+	return nil
 }
 
-func msgFor(msgs []kafkago.Message, c pipeline.Change) kafkago.Message {
-	for _, m := range msgs {
-		if m.Partition == c.Partition && m.Offset == c.Offset {
-			return m
-		}
+// Close leaves the group, flushing the committed offsets.
+func (r *Reader) Close() error {
+	if r.r == nil {
+		return nil
 	}
-	return kafkago.Message{Topic: c.Topic, Partition: c.Partition, Offset: c.Offset}
+	err := r.r.Close()
+	r.r = nil
+	if err != nil {
+		return fmt.Errorf("close the reader of %s: %w", r.cfg.Topic, err)
+	}
+	return nil
 }
 
-// deadLetter wraps an event that cannot be applied, with its reason and
-// where it came from; the original key and value are kept.
-func deadLetter(cfg ConsumerConfig, m kafkago.Message, err error) pipeline.Record {
-	return pipeline.Record{
-		Topic: cfg.DLQTopic,
-		Key:   m.Key,
-		Value: m.Value,
-		Time:  time.Now(),
-		Headers: map[string]string{
-			"scoop.error":              err.Error(),
-			"scoop.mapping":            cfg.Mapping.Name,
-			"scoop.stage":              "sink",
-			"scoop.original.topic":     m.Topic,
-			"scoop.original.partition": strconv.Itoa(m.Partition),
-			"scoop.original.offset":    strconv.FormatInt(m.Offset, 10),
-		},
+// message converts a kafka-go message for the apply stage.
+func message(m kafkago.Message) pipeline.Message {
+	pm := pipeline.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value}
+	if len(m.Headers) > 0 {
+		pm.Headers = make(map[string]string, len(m.Headers))
+		for _, h := range m.Headers {
+			pm.Headers[h.Key] = string(h.Value)
+		}
 	}
+	return pm
 }
+
+var _ pipeline.Reader = (*Reader)(nil)

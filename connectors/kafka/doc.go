@@ -1,6 +1,8 @@
 // Package kafka is scoop's Kafka connector (kafka-go): the Producer that
 // publishes change records with acks=all and creates topics, and the
-// Consumer that feeds sinks through consumer groups with explicit commits.
+// Reader, one member of a mapping's consumer group read in batches with
+// explicit commits, which pipeline.Apply feeds into a sink (Consume wires
+// the two).
 //
 // Contract: Producer.Publish returns nil only when every record was
 // acknowledged by all in-sync replicas; records of one key keep their order

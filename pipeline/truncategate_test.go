@@ -1,24 +1,20 @@
-package kafka
+package pipeline
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"testing"
-
-	kafkago "github.com/segmentio/kafka-go"
-
-	"github.com/scoop-cdc/scoop/pipeline"
 )
 
-// memBarriers is an in-process pipeline.TruncateBarriers for the gate's
+// memBarriers is an in-process TruncateBarriers for the gate's
 // unit test (the PostgreSQL one is tested against the server).
 type memBarriers struct {
-	arrived map[pipeline.BarrierID]map[int]int64
-	done    map[pipeline.BarrierID]bool
+	arrived map[BarrierID]map[int]int64
+	done    map[BarrierID]bool
 }
 
-func (b *memBarriers) Arrive(_ context.Context, id pipeline.BarrierID, p int, off int64) (pipeline.BarrierState, error) {
+func (b *memBarriers) Arrive(_ context.Context, id BarrierID, p int, off int64) (BarrierState, error) {
 	if b.arrived[id] == nil {
 		b.arrived[id] = map[int]int64{}
 	}
@@ -28,22 +24,22 @@ func (b *memBarriers) Arrive(_ context.Context, id pipeline.BarrierID, p int, of
 	return b.State(context.Background(), id)
 }
 
-func (b *memBarriers) State(_ context.Context, id pipeline.BarrierID) (pipeline.BarrierState, error) {
-	return pipeline.BarrierState{Arrived: len(b.arrived[id]), Done: b.done[id]}, nil
+func (b *memBarriers) State(_ context.Context, id BarrierID) (BarrierState, error) {
+	return BarrierState{Arrived: len(b.arrived[id]), Done: b.done[id]}, nil
 }
 
-func (b *memBarriers) Complete(ctx context.Context, id pipeline.BarrierID, truncate func(context.Context) error) (pipeline.BarrierState, error) {
+func (b *memBarriers) Complete(ctx context.Context, id BarrierID, truncate func(context.Context) error) (BarrierState, error) {
 	if !b.done[id] && len(b.arrived[id]) >= id.Partitions {
 		if err := truncate(ctx); err != nil {
-			return pipeline.BarrierState{}, err
+			return BarrierState{}, err
 		}
 		b.done[id] = true
 	}
 	return b.State(ctx, id)
 }
 
-func (b *memBarriers) Truncated(_ context.Context, group, topic string) (pipeline.Truncated, error) {
-	var t pipeline.Truncated
+func (b *memBarriers) Truncated(_ context.Context, group, topic string) (Truncated, error) {
+	var t Truncated
 	for id, done := range b.done {
 		if done && id.Group == group && id.Topic == topic {
 			for p, off := range b.arrived[id] {
@@ -56,7 +52,7 @@ func (b *memBarriers) Truncated(_ context.Context, group, topic string) (pipelin
 
 type recordingSink struct{ applied []string }
 
-func (s *recordingSink) Apply(_ context.Context, batch []pipeline.Change) error {
+func (s *recordingSink) Apply(_ context.Context, batch []Change) error {
 	for _, c := range batch {
 		if c.Op == 't' {
 			s.applied = append(s.applied, "TRUNCATE")
@@ -69,25 +65,25 @@ func (s *recordingSink) Apply(_ context.Context, batch []pipeline.Change) error 
 
 func (s *recordingSink) Close(context.Context) error { return nil }
 
-func change(p int, off int64, n string, commitLSN uint64) kafkago.Message {
-	return kafkago.Message{Topic: "t", Partition: p, Offset: off, Key: []byte(`{"id":` + n + `}`),
+func change(p int, off int64, n string, commitLSN uint64) Message {
+	return Message{Topic: "t", Partition: p, Offset: off, Key: []byte(`{"id":` + n + `}`),
 		Value: []byte(fmt.Sprintf(`{"op":"c","after":{"id":%s,"n":%s},"source":{"commit_lsn":%d,"lsn":%d}}`, n, n, commitLSN, commitLSN))}
 }
 
-func marker(p int, off int64) kafkago.Message {
-	return kafkago.Message{Topic: "t", Partition: p, Offset: off, Value: []byte(`{"op":"t","source":{"commit_lsn":500,"lsn":450}}`),
-		Headers: []kafkago.Header{{Key: pipeline.PartitionsHeader, Value: []byte("3")}}}
+func marker(p int, off int64) Message {
+	return Message{Topic: "t", Partition: p, Offset: off, Value: []byte(`{"op":"t","source":{"commit_lsn":500,"lsn":450}}`),
+		Headers: map[string]string{PartitionsHeader: "3"}}
 }
 
 // oldMarker is a copy of a truncate older than marker's, repeated by the
 // source after a crash.
-func oldMarker(p int, off int64) kafkago.Message {
+func oldMarker(p int, off int64) Message {
 	m := marker(p, off)
 	m.Value = []byte(`{"op":"t","source":{"commit_lsn":300,"lsn":250}}`)
 	return m
 }
 
-func offsets(ms []kafkago.Message) string {
+func offsets(ms []Message) string {
 	s := ""
 	for _, m := range ms {
 		s += fmt.Sprintf("%d/%d ", m.Partition, m.Offset)
@@ -101,25 +97,25 @@ func offsets(ms []kafkago.Message) string {
 // skips the done marker and the records the truncate removed.
 func TestTruncateGate(t *testing.T) {
 	ctx := context.Background()
-	bar := &memBarriers{arrived: map[pipeline.BarrierID]map[int]int64{}, done: map[pipeline.BarrierID]bool{}}
+	bar := &memBarriers{arrived: map[BarrierID]map[int]int64{}, done: map[BarrierID]bool{}}
 	sink := &recordingSink{}
-	cfg := ConsumerConfig{GroupID: "g", Topic: "t", Mapping: &pipeline.Mapping{Name: "m"}, Barriers: bar}
-	g := newTruncateGate(cfg, slog.Default(), sink, &ConsumerStats{})
+	a := &applier{cfg: ApplyConfig{Group: "g", Topic: "t", Mapping: &Mapping{Name: "m"}, Barriers: bar}, log: slog.Default(), sink: sink, stats: &ApplyStats{}}
+	g := newTruncateGate(a)
 	if err := g.reset(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var applied, committed string
-	apply := func(ms []kafkago.Message) error {
+	apply := func(ms []Message) error {
 		applied += "[" + offsets(ms) + "]"
-		if err := applyBatch(ctx, cfg, slog.Default(), sink, &ConsumerStats{}, ms); err != nil {
+		if err := a.applyBatch(ctx, ms); err != nil {
 			return err
 		}
 		committed += offsets(ms)
 		return nil
 	}
-	commit := func(ms []kafkago.Message) error { committed += offsets(ms); return nil }
+	commit := func(ms []Message) error { committed += offsets(ms); return nil }
 
-	batch := []kafkago.Message{change(0, 0, "1", 100), change(1, 0, "2", 100), marker(0, 1), change(1, 1, "3", 200),
+	batch := []Message{change(0, 0, "1", 100), change(1, 0, "2", 100), marker(0, 1), change(1, 1, "3", 200),
 		change(0, 2, "4", 600), marker(2, 0), marker(1, 2), change(0, 3, "5", 700)}
 	if err := g.process(ctx, batch, apply, commit); err != nil {
 		t.Fatal(err)
@@ -143,7 +139,7 @@ func TestTruncateGate(t *testing.T) {
 	// Read again: partition 0 from a lost commit (offset 0), the others
 	// from their markers; the source repeated change 1 after the marker.
 	applied, committed = "", ""
-	again := []kafkago.Message{change(0, 0, "1", 100), marker(0, 1), marker(1, 2), change(0, 2, "4", 600), marker(2, 0),
+	again := []Message{change(0, 0, "1", 100), marker(0, 1), marker(1, 2), change(0, 2, "4", 600), marker(2, 0),
 		change(1, 3, "1", 100), change(0, 3, "5", 700), oldMarker(1, 4)}
 	if err := g.process(ctx, again, apply, commit); err != nil {
 		t.Fatal(err)
