@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scoop-cdc/scoop/schema"
 )
 
 // fakeReader hands out its batches, then ends the stage by cancelling its
@@ -61,7 +63,7 @@ func (s *fakeSink) Apply(_ context.Context, batch []Change) error {
 		}
 	}
 	for _, c := range batch {
-		if c.Op == 't' {
+		if c.Op == schema.OpTruncate {
 			s.applied = append(s.applied, "TRUNCATE")
 		} else {
 			s.applied = append(s.applied, string(c.After["n"]))

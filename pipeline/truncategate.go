@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/scoop-cdc/scoop/schema"
 )
 
 // The truncate barrier lives in the apply stage, not in the Kafka reader:
@@ -94,7 +96,7 @@ func (g *truncateGate) marker(m Message) (heldMarker, bool) {
 		return heldMarker{}, false
 	}
 	c, ok, err := DecodeChange(m.Key, m.Value)
-	if err != nil || !ok || c.Op != 't' {
+	if err != nil || !ok || c.Op != schema.OpTruncate {
 		return heldMarker{}, false // dead-lettered with its reason by applyBatch
 	}
 	c.Topic, c.Partition, c.Offset = m.Topic, m.Partition, m.Offset
@@ -177,7 +179,7 @@ func (g *truncateGate) wiped(m Message) bool {
 	if err != nil || !ok {
 		return g.truncated.Wiped(m.Partition, m.Offset, nil)
 	}
-	if c.Op == 't' {
+	if c.Op == schema.OpTruncate {
 		return false // a marker: process decides
 	}
 	return g.truncated.Wiped(m.Partition, m.Offset, &c)

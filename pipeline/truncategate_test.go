@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"testing"
+
+	"github.com/scoop-cdc/scoop/schema"
 )
 
 // memBarriers is an in-process TruncateBarriers for the gate's
@@ -54,7 +56,7 @@ type recordingSink struct{ applied []string }
 
 func (s *recordingSink) Apply(_ context.Context, batch []Change) error {
 	for _, c := range batch {
-		if c.Op == 't' {
+		if c.Op == schema.OpTruncate {
 			s.applied = append(s.applied, "TRUNCATE")
 		} else {
 			s.applied = append(s.applied, string(c.After["n"]))
