@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scoop-cdc/scoop/connectors/postgres"
+	"github.com/scoop-cdc/scoop/internal/registry"
 	"github.com/scoop-cdc/scoop/pipeline"
 )
 
@@ -53,7 +54,7 @@ func mappingsCommand(ctx context.Context, args []string, stdout io.Writer) error
 				return err
 			}
 			fmt.Fprintln(stdout, "plan (dry run, nothing changed):")
-			for _, st := range postgres.Plan(current, f) {
+			for _, st := range registry.Plan(current, f) {
 				fmt.Fprintln(stdout, "  "+st.String())
 			}
 			return nil

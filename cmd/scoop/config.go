@@ -3,59 +3,19 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/url"
 	"os"
 	"reflect"
 	"strings"
-	"time"
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/scoop-cdc/scoop/connectors/kafka"
+	"github.com/scoop-cdc/scoop/internal/daemon"
 )
-
-// Config is scoop's whole configuration, read from the environment only.
-type Config struct {
-	SourceURL         string        `env:"SCOOP_SOURCE_URL"`
-	KafkaBrokers      []string      `env:"SCOOP_KAFKA_BROKERS" envSeparator:","`
-	TopicPrefix       string        `env:"SCOOP_TOPIC_PREFIX" envDefault:"scoop"`
-	TopicPartitions   int           `env:"SCOOP_TOPIC_PARTITIONS" envDefault:"3"`
-	TopicReplication  int           `env:"SCOOP_TOPIC_REPLICATION_FACTOR" envDefault:"-1"`
-	KafkaMaxMessage   int           `env:"SCOOP_KAFKA_MAX_MESSAGE_BYTES" envDefault:"1000000"`
-	KafkaTLS          bool          `env:"SCOOP_KAFKA_TLS" envDefault:"false"`
-	KafkaCAFile       string        `env:"SCOOP_KAFKA_CA_FILE"`
-	KafkaSASL         string        `env:"SCOOP_KAFKA_SASL_MECHANISM"`
-	KafkaUsername     string        `env:"SCOOP_KAFKA_USERNAME"`
-	KafkaPassword     string        `env:"SCOOP_KAFKA_PASSWORD"`
-	CassandraTLS      bool          `env:"SCOOP_CASSANDRA_TLS" envDefault:"false"`
-	CassandraCAFile   string        `env:"SCOOP_CASSANDRA_CA_FILE"`
-	Slot              string        `env:"SCOOP_SLOT" envDefault:"scoop"`
-	Publication       string        `env:"SCOOP_PUBLICATION" envDefault:"scoop"`
-	MappingsFile      string        `env:"SCOOP_MAPPINGS_FILE"`
-	EventSchemas      bool          `env:"SCOOP_EVENT_SCHEMAS" envDefault:"false"`
-	HeartbeatInterval time.Duration `env:"SCOOP_HEARTBEAT_INTERVAL" envDefault:"10s"`
-	SnapshotWorkers   int           `env:"SCOOP_SNAPSHOT_WORKERS" envDefault:"2"`
-	SnapshotChunkRows int           `env:"SCOOP_SNAPSHOT_CHUNK_ROWS" envDefault:"10000"`
-	PGSinkMethod      string        `env:"SCOOP_PG_SINK_METHOD" envDefault:"copy"`
-	SinkBatch         int           `env:"SCOOP_SINK_BATCH" envDefault:"5000"`
-	SinkBatchMB       int           `env:"SCOOP_SINK_BATCH_MB" envDefault:"8"`
-	BufferMB          int           `env:"SCOOP_BUFFER_MB" envDefault:"32"`
-	CassandraInFlight int           `env:"SCOOP_CASSANDRA_MAX_IN_FLIGHT" envDefault:"128"`
-	AdminAddr         string        `env:"SCOOP_ADMIN_ADDR" envDefault:"127.0.0.1:7070"`
-	AdminToken        string        `env:"SCOOP_ADMIN_TOKEN"`
-	LogLevel          string        `env:"SCOOP_LOG_LEVEL" envDefault:"info"`
-	LogFormat         string        `env:"SCOOP_LOG_FORMAT" envDefault:"text"`
-
-	// Stores maps a lower-case store name to its URL, from every
-	// SCOOP_STORE_<NAME>_URL variable.
-	Stores map[string]string `env:"-"`
-}
 
 // loadConfig parses and validates the environment. Every error names the
 // variable and what to set it to.
-func loadConfig() (*Config, error) {
-	var cfg Config
+func loadConfig() (*daemon.Config, error) {
+	var cfg daemon.Config
 	if err := env.Parse(&cfg); err != nil {
 		return nil, explainEnvError(err)
 	}
@@ -67,93 +27,7 @@ func loadConfig() (*Config, error) {
 			cfg.Stores[name] = v
 		}
 	}
-	return &cfg, cfg.validate()
-}
-
-func (c *Config) validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	switch strings.ToLower(c.LogLevel) {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("SCOOP_LOG_LEVEL=%q: use debug, info, warn or error", c.LogLevel)
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		bad("SCOOP_LOG_FORMAT=%q: use text or json", c.LogFormat)
-	}
-	if c.TopicPrefix == "" || strings.ContainsAny(c.TopicPrefix, " /\\") {
-		bad("SCOOP_TOPIC_PREFIX=%q: use letters, digits, '.', '_' or '-'", c.TopicPrefix)
-	}
-	if c.PGSinkMethod != "copy" && c.PGSinkMethod != "insert" {
-		bad("SCOOP_PG_SINK_METHOD=%q: use copy or insert", c.PGSinkMethod)
-	}
-	if c.BufferMB < 1 {
-		bad("SCOOP_BUFFER_MB=%d: must be at least 1", c.BufferMB)
-	}
-	if c.SinkBatchMB < 1 {
-		bad("SCOOP_SINK_BATCH_MB=%d: must be at least 1", c.SinkBatchMB)
-	}
-	if c.SinkBatch < 1 {
-		bad("SCOOP_SINK_BATCH=%d: must be at least 1", c.SinkBatch)
-	}
-	if c.CassandraInFlight < 1 {
-		bad("SCOOP_CASSANDRA_MAX_IN_FLIGHT=%d: must be at least 1", c.CassandraInFlight)
-	}
-	if c.TopicPartitions < 1 {
-		bad("SCOOP_TOPIC_PARTITIONS=%d: must be at least 1", c.TopicPartitions)
-	}
-	if _, err := c.kafkaSecurity().Transport(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.CassandraCAFile != "" && !c.CassandraTLS {
-		bad("SCOOP_CASSANDRA_CA_FILE is set but SCOOP_CASSANDRA_TLS is not true")
-	}
-	if c.SourceURL != "" {
-		if u, err := url.Parse(c.SourceURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-			bad("SCOOP_SOURCE_URL: not a postgres:// URL")
-		}
-	}
-	for name, raw := range c.Stores {
-		u, err := url.Parse(raw)
-		if err != nil {
-			bad("SCOOP_STORE_%s_URL: %v", strings.ToUpper(name), err)
-			continue
-		}
-		switch u.Scheme {
-		case "postgres", "postgresql":
-		case "cassandra":
-			if strings.Trim(u.Path, "/") == "" {
-				bad("SCOOP_STORE_%s_URL: a Cassandra store needs a keyspace: cassandra://host:9042/keyspace", strings.ToUpper(name))
-			}
-		default:
-			bad("SCOOP_STORE_%s_URL: scheme %q is not supported; use postgres:// or cassandra://", strings.ToUpper(name), u.Scheme)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// requireRun checks what `scoop run` needs beyond validate.
-func (c *Config) requireRun() error {
-	var errs []error
-	if c.SourceURL == "" {
-		errs = append(errs, errors.New("SCOOP_SOURCE_URL is not set: give the monolith's URL, e.g. postgres://scoop@127.0.0.1:5432/monolith"))
-	}
-	if len(c.KafkaBrokers) == 0 {
-		errs = append(errs, errors.New("SCOOP_KAFKA_BROKERS is not set: give a comma-separated list, e.g. 127.0.0.1:9092"))
-	}
-	return errors.Join(errs...)
-}
-
-func (c *Config) logger() *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return &cfg, cfg.Validate()
 }
 
 // explainEnvError rewrites caarlos0/env's errors, which name Go fields, so
@@ -163,7 +37,7 @@ func explainEnvError(err error) error {
 	if !errors.As(err, &agg) {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	t := reflect.TypeOf(Config{})
+	t := reflect.TypeOf(daemon.Config{})
 	var errs []error
 	for _, e := range agg.Errors {
 		var pe env.ParseError
@@ -177,8 +51,4 @@ func explainEnvError(err error) error {
 		errs = append(errs, e)
 	}
 	return fmt.Errorf("configuration: %w", errors.Join(errs...))
-}
-
-func (c *Config) kafkaSecurity() kafka.Security {
-	return kafka.Security{TLS: c.KafkaTLS, CAFile: c.KafkaCAFile, Mechanism: c.KafkaSASL, Username: c.KafkaUsername, Password: c.KafkaPassword}
 }

@@ -90,3 +90,18 @@ func TestSIGTERMExitsQuickly(t *testing.T) {
 		t.Fatalf("no clean stop logged:\n%s", d.logs())
 	}
 }
+
+// The Cassandra settings come from Config like every other: "1" is true for
+// SCOOP_CASSANDRA_TLS as for every boolean, and the credentials are read.
+func TestCassandraSettingsFromConfig(t *testing.T) {
+	t.Setenv("SCOOP_CASSANDRA_TLS", "1")
+	t.Setenv("SCOOP_CASSANDRA_USERNAME", "svc")
+	t.Setenv("SCOOP_CASSANDRA_PASSWORD", "pw")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.CassandraTLS || cfg.CassandraUsername != "svc" || cfg.CassandraPassword != "pw" {
+		t.Fatalf("got TLS=%v user=%q password set=%v", cfg.CassandraTLS, cfg.CassandraUsername, cfg.CassandraPassword != "")
+	}
+}

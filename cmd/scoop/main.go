@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
+
+	"github.com/scoop-cdc/scoop/internal/daemon"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -107,4 +109,13 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "scoop: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+}
+
+// run is `scoop run`: the settings from the environment, then the daemon.
+func run(ctx context.Context) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	return daemon.Run(ctx, cfg, version)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/scoop-cdc/scoop/connectors/kafka"
 	"github.com/scoop-cdc/scoop/connectors/postgres"
+	"github.com/scoop-cdc/scoop/internal/registry"
 )
 
 // replayCommand re-applies a mapping's history (from an offset or a time) or
@@ -65,7 +66,7 @@ func replayCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	topic := m.TopicName(cfg.TopicPrefix)
-	admin, err := kafka.NewAdmin(cfg.KafkaBrokers, cfg.kafkaSecurity())
+	admin, err := kafka.NewAdmin(cfg.KafkaBrokers, cfg.KafkaSecurity())
 	if err != nil {
 		return err
 	}
@@ -149,7 +150,7 @@ func replayCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	next, err := reg.NextGeneration(ctx, name, func(next *postgres.RegisteredMapping) error {
+	next, err := reg.NextGeneration(ctx, name, func(next *registry.Mapping) error {
 		return admin.Commit(ctx, next.GroupID(cfg.TopicPrefix), topic, start)
 	})
 	if err != nil {

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/scoop-cdc/scoop/internal/registry"
 	"github.com/scoop-cdc/scoop/pipeline"
 )
 
@@ -25,22 +25,8 @@ type Registry struct {
 	prepared bool      // the registry tables exist
 }
 
-// RegisteredMapping is a mapping as stored, with its replay generation.
-type RegisteredMapping struct {
-	pipeline.Mapping
-	// Generation grows with each replay; the consumer group and the sink's
-	// stored progress are per generation.
-	Generation int       `json:"generation"`
-	UpdatedAt  time.Time `json:"updated_at"`
-}
-
-// GroupID is the consumer group of the mapping's current generation.
-func (m *RegisteredMapping) GroupID(prefix string) string {
-	if m.Generation == 0 {
-		return prefix + "." + m.Name
-	}
-	return fmt.Sprintf("%s.%s.g%d", prefix, m.Name, m.Generation)
-}
+// The monolith keeps the registry every instance shares.
+var _ registry.Store = (*Registry)(nil)
 
 // NewRegistry returns the registry of the deployment that owns slot.
 func NewRegistry(url, slot string) *Registry { return &Registry{url: url, slot: slot} }
@@ -120,7 +106,7 @@ func (r *Registry) Version(ctx context.Context) (int64, error) {
 }
 
 // List returns the registered mappings, by name.
-func (r *Registry) List(ctx context.Context) ([]RegisteredMapping, int64, error) {
+func (r *Registry) List(ctx context.Context) ([]registry.Mapping, int64, error) {
 	conn, err := r.conn(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -132,7 +118,7 @@ func (r *Registry) List(ctx context.Context) ([]RegisteredMapping, int64, error)
 func (r *Registry) list(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 	QueryRow(context.Context, string, ...any) pgx.Row
-}) ([]RegisteredMapping, int64, error) {
+}) ([]registry.Mapping, int64, error) {
 	var version int64
 	if err := q.QueryRow(ctx, `SELECT version FROM scoop.registry WHERE slot = $1`, r.slot).Scan(&version); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, 0, fmt.Errorf("read registry version: %w", err)
@@ -142,10 +128,10 @@ func (r *Registry) list(ctx context.Context, q interface {
 		return nil, 0, fmt.Errorf("read mappings: %w", err)
 	}
 	defer rows.Close()
-	var out []RegisteredMapping
+	var out []registry.Mapping
 	for rows.Next() {
 		var spec []byte
-		var m RegisteredMapping
+		var m registry.Mapping
 		if err := rows.Scan(&spec, &m.Generation, &m.UpdatedAt); err != nil {
 			return nil, 0, fmt.Errorf("read mappings: %w", err)
 		}
@@ -157,78 +143,10 @@ func (r *Registry) list(ctx context.Context, q interface {
 	return out, version, rows.Err()
 }
 
-// PlanStep is one change apply would make.
-type PlanStep struct {
-	Action  string // add, change, remove, keep
-	Mapping string
-	Detail  string
-}
-
-func (s PlanStep) String() string {
-	if s.Detail != "" {
-		return fmt.Sprintf("%-6s %s (%s)", s.Action, s.Mapping, s.Detail)
-	}
-	return fmt.Sprintf("%-6s %s", s.Action, s.Mapping)
-}
-
-// Plan compares the registry with a validated file.
-func Plan(current []RegisteredMapping, file *pipeline.File) []PlanStep {
-	have := map[string]pipeline.Mapping{}
-	for _, m := range current {
-		have[m.Name] = m.Mapping
-	}
-	var steps []PlanStep
-	want := map[string]bool{}
-	for _, m := range file.Mappings {
-		want[m.Name] = true
-		old, ok := have[m.Name]
-		switch {
-		case !ok:
-			steps = append(steps, PlanStep{"add", m.Name, m.Source + " -> " + m.Store + "." + m.TargetTable()})
-		case !sameMapping(old, m):
-			steps = append(steps, PlanStep{"change", m.Name, diffMapping(old, m)})
-		default:
-			steps = append(steps, PlanStep{"keep", m.Name, ""})
-		}
-	}
-	for _, m := range current {
-		if !want[m.Name] {
-			steps = append(steps, PlanStep{"remove", m.Name, m.Source + " -> " + m.Store + "." + m.TargetTable()})
-		}
-	}
-	return steps
-}
-
-func sameMapping(a, b pipeline.Mapping) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
-}
-
-func diffMapping(a, b pipeline.Mapping) string {
-	var am, bm map[string]any
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	json.Unmarshal(x, &am)
-	json.Unmarshal(y, &bm)
-	var parts []string
-	for k, v := range bm {
-		if fmt.Sprint(am[k]) != fmt.Sprint(v) {
-			parts = append(parts, k)
-		}
-	}
-	for k := range am {
-		if _, ok := bm[k]; !ok {
-			parts = append(parts, k)
-		}
-	}
-	return fmt.Sprintf("fields %v", sortStrings(parts))
-}
-
 // Apply makes the registry hold exactly the file's mappings, in one
 // transaction, after checking every mapping against the monolith's catalog.
 // A bad file changes nothing.
-func (r *Registry) Apply(ctx context.Context, file *pipeline.File) ([]PlanStep, error) {
+func (r *Registry) Apply(ctx context.Context, file *pipeline.File) ([]registry.Step, error) {
 	conn, err := r.conn(ctx)
 	if err != nil {
 		return nil, err
@@ -237,7 +155,7 @@ func (r *Registry) Apply(ctx context.Context, file *pipeline.File) ([]PlanStep, 
 	if err := CheckMappings(ctx, conn, file); err != nil {
 		return nil, err
 	}
-	var steps []PlanStep
+	var steps []registry.Step
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('scoop.registry:' || $1))`, r.slot); err != nil {
 			return err
@@ -246,7 +164,7 @@ func (r *Registry) Apply(ctx context.Context, file *pipeline.File) ([]PlanStep, 
 		if err != nil {
 			return err
 		}
-		steps = Plan(current, file)
+		steps = registry.Plan(current, file)
 		changed := false
 		for _, st := range steps {
 			switch st.Action {
@@ -305,7 +223,7 @@ func (r *Registry) Remove(ctx context.Context, name string) error {
 var ErrNoSuchMapping = errors.New("no such mapping")
 
 // Get returns one mapping.
-func (r *Registry) Get(ctx context.Context, name string) (*RegisteredMapping, error) {
+func (r *Registry) Get(ctx context.Context, name string) (*registry.Mapping, error) {
 	all, _, err := r.List(ctx)
 	if err != nil {
 		return nil, err
@@ -321,16 +239,16 @@ func (r *Registry) Get(ctx context.Context, name string) (*RegisteredMapping, er
 // NextGeneration starts a replay: the mapping gets a new generation (a new
 // consumer group, fresh sink progress). prepare runs before the change is
 // visible to the daemons (it positions the new group's offsets).
-func (r *Registry) NextGeneration(ctx context.Context, name string, prepare func(next *RegisteredMapping) error) (*RegisteredMapping, error) {
+func (r *Registry) NextGeneration(ctx context.Context, name string, prepare func(next *registry.Mapping) error) (*registry.Mapping, error) {
 	conn, err := r.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.Background())
-	var out *RegisteredMapping
+	var out *registry.Mapping
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		var spec []byte
-		m := &RegisteredMapping{}
+		m := &registry.Mapping{}
 		err := tx.QueryRow(ctx, `SELECT spec, generation FROM scoop.mappings WHERE slot = $1 AND name = $2 FOR UPDATE`, r.slot, name).Scan(&spec, &m.Generation)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %q (see scoop mappings list)", ErrNoSuchMapping, name)

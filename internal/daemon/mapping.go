@@ -1,55 +1,28 @@
-package main
+package daemon
 
 import (
 	"context"
 	"errors"
 
 	"log/slog"
-	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/scoop-cdc/scoop/connectors/cassandra"
 	"github.com/scoop-cdc/scoop/connectors/kafka"
 	"github.com/scoop-cdc/scoop/connectors/postgres"
+	"github.com/scoop-cdc/scoop/internal/registry"
 	"github.com/scoop-cdc/scoop/pipeline"
 )
-
-// sinkFactories is the visible map from store kind to constructor.
-var sinkFactories = map[string]func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error){
-	"postgres": func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
-		return postgres.NewSink(ctx, postgres.SinkConfig{URL: storeURL, Mapping: m.Name, Group: group, Topic: topic, Target: target, Logger: log, Method: envOr("SCOOP_PG_SINK_METHOD", postgres.MethodCopy)})
-	},
-	"cassandra": func(ctx context.Context, storeURL string, m *postgres.RegisteredMapping, group, topic string, target pipeline.Target, log *slog.Logger) (pipeline.Sink, error) {
-		inFlight, _ := strconv.Atoi(envOr("SCOOP_CASSANDRA_MAX_IN_FLIGHT", "128"))
-		return cassandra.NewSink(ctx, cassandra.SinkConfig{URL: storeURL, Mapping: m.Name, Target: target, Logger: log, MaxInFlight: inFlight,
-			TLS: envOr("SCOOP_CASSANDRA_TLS", "") == "true", CAFile: envOr("SCOOP_CASSANDRA_CA_FILE", ""),
-			Username: envOr("SCOOP_CASSANDRA_USERNAME", ""), Password: envOr("SCOOP_CASSANDRA_PASSWORD", "")})
-	},
-}
-
-func storeKind(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	if u.Scheme == "postgresql" {
-		return "postgres"
-	}
-	return u.Scheme
-}
 
 // runMapping consumes one mapping's topic into its store until ctx ends. A
 // store that is down (at start or later) pauses the mapping and is retried
 // with backoff; other mappings keep flowing.
-func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping, dlq *kafka.Producer, stats *kafka.ConsumerStats, log *slog.Logger) error {
+func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafka.Producer, stats *kafka.ConsumerStats, log *slog.Logger) error {
 	log = log.With("mapping", m.Name, "store", m.Store)
 	schemaName, table := m.SourceTable()
 	storeURL := cfg.Stores[strings.ToLower(m.Store)]
 	group := m.GroupID(cfg.TopicPrefix)
-	factory := sinkFactories[storeKind(storeURL)]
+	kind := storeKinds[storeKind(storeURL)]
 	topic := m.TopicName(cfg.TopicPrefix)
 	backoff := time.Second
 	ignore := map[string]bool{} // event columns the source no longer has
@@ -75,7 +48,7 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 			ignoredColumns(ignore, lastErr, target, log)
 			// The sink's table is created or brought to the source's columns
 			// here (columns added; see docs/sinks.md).
-			store, err := factory(ctx, storeURL, m, group, topic, target, log)
+			store, err := kind.open(ctx, cfg, sinkSpec{url: storeURL, mapping: m.Name, group: group, topic: topic, target: target, log: log})
 			if err != nil {
 				return err
 			}
@@ -89,7 +62,7 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 			stats.Paused.Store(false)
 			stats.SchemaMismatch.Store(false)
 			stats.LastError.Store(nil)
-			dialer, err := cfg.kafkaSecurity().Dialer()
+			dialer, err := cfg.KafkaSecurity().Dialer()
 			if err != nil {
 				return err
 			}
@@ -131,12 +104,3 @@ func runMapping(ctx context.Context, cfg *Config, m *postgres.RegisteredMapping,
 	}
 	return nil
 }
-
-func envOr(name, def string) string {
-	if v := lookupEnv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func lookupEnv(name string) string { return os.Getenv(name) }

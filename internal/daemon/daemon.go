@@ -1,8 +1,7 @@
-package main
+package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/scoop-cdc/scoop/connectors/kafka"
 	"github.com/scoop-cdc/scoop/connectors/postgres"
+	"github.com/scoop-cdc/scoop/internal/registry"
 	"github.com/scoop-cdc/scoop/pipeline"
 	"github.com/scoop-cdc/scoop/schema"
 )
@@ -26,8 +26,9 @@ import (
 // from the registry; changes are picked up while running.
 type daemon struct {
 	cfg      *Config
+	version  string
 	log      *slog.Logger
-	registry *postgres.Registry
+	registry registry.Store
 	producer *kafka.Producer
 	admin    *admin
 	items    chan pipeline.Item
@@ -37,19 +38,15 @@ type daemon struct {
 	budget   *pipeline.Budget
 }
 
-// run wires the daemon. The first fatal error cancels everything; SIGTERM
-// ends it cleanly.
-func run(ctx context.Context) error {
-	cfg, err := loadConfig()
-	if err != nil {
+// Run is `scoop run`: it wires the daemon from validated settings and runs
+// it until ctx ends (SIGTERM) or a fatal error, which cancels everything.
+func Run(ctx context.Context, cfg *Config, version string) error {
+	if err := cfg.RequireRun(); err != nil {
 		return err
 	}
-	if err := cfg.requireRun(); err != nil {
-		return err
-	}
-	log := cfg.logger()
+	log := cfg.Logger()
 	slog.SetDefault(log)
-	d := &daemon{cfg: cfg, log: log, registry: postgres.NewRegistry(cfg.SourceURL, cfg.Slot), items: make(chan pipeline.Item, 8192),
+	d := &daemon{cfg: cfg, version: version, log: log, registry: postgres.NewRegistry(cfg.SourceURL, cfg.Slot), items: make(chan pipeline.Item, 8192),
 		budget: pipeline.NewBudget(int64(cfg.BufferMB) << 20)}
 	defer d.registry.Close()
 	if cfg.MappingsFile != "" {
@@ -67,7 +64,7 @@ func run(ctx context.Context) error {
 			}
 		}
 	}
-	transport, err := cfg.kafkaSecurity().Transport()
+	transport, err := cfg.KafkaSecurity().Transport()
 	if err != nil {
 		return err
 	}
@@ -84,7 +81,7 @@ func run(ctx context.Context) error {
 	if d.admin, err = newAdmin(cfg, &d.stats, d.acked.Load); err != nil {
 		return err
 	}
-	log.Info("scoop starting", "version", version, "slot", cfg.Slot, "brokers", cfg.KafkaBrokers)
+	log.Info("scoop starting", "version", d.version, "slot", cfg.Slot, "brokers", cfg.KafkaBrokers)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := pipeline.Forward(gctx, pipeline.ForwarderConfig{Budget: d.budget}, d.items, d.producer, d.ack)
@@ -118,143 +115,14 @@ func (d *daemon) ack(lsn uint64) {
 	}
 }
 
-// worker is a running goroutine that can be stopped; done is closed when
-// it has returned, and err is then its result.
-type worker struct {
-	key    string
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
-}
-
-func start(ctx context.Context, key string, fn func(context.Context) error) *worker {
-	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{key: key, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		w.err = fn(wctx)
-		close(w.done)
-	}()
-	return w
-}
-
-// stop cancels the worker and waits for it; safe after it has returned.
-func (w *worker) stop() {
-	w.cancel()
-	<-w.done
-}
-
-// supervise polls the registry and reconciles the source and the consumers
-// with it: a changed set of tables restarts the source (publication synced,
-// new tables snapshotted incrementally while streaming), a changed mapping
-// restarts its consumer.
-func (d *daemon) supervise(ctx context.Context) error {
-	var src *worker
-	consumers := map[string]*worker{}
-	defer func() {
-		for _, w := range consumers {
-			w.stop()
-		}
-		if src != nil {
-			src.stop()
-		}
-	}()
-	lastVersion := int64(-1)
-	backoff := time.Second
-	var lastStart time.Time
-	next := time.After(0) // reconcile at once, then every second
-	for {
-		var srcDone <-chan struct{}
-		if src != nil {
-			srcDone = src.done
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-srcDone:
-			err := src.err
-			if errors.Is(err, postgres.ErrPrecondition) {
-				return err
-			}
-			d.log.Error("source stopped; restarting", "error", err, "backoff", backoff)
-			src = nil
-			lastVersion = -1
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 30*time.Second)
-			continue
-		case <-next:
-			next = time.After(time.Second)
-		}
-		version, err := d.registry.Version(ctx)
-		if err != nil {
-			d.log.Warn("read mapping registry", "error", err)
-			continue
-		}
-		if version == lastVersion && src != nil {
-			continue
-		}
-		mappings, _, err := d.registry.List(ctx)
-		if err != nil {
-			d.log.Warn("read mapping registry", "error", err)
-			continue
-		}
-		lastVersion = version
-		usable := d.usable(mappings)
-		// The source: restarted on every registry change (cheap), so table
-		// set, publication and requested snapshots follow the registry.
-		// It follows every mapping, also those whose store this instance
-		// cannot reach: the publication and slot are shared by all
-		// instances, and another one may serve them.
-		if src != nil {
-			src.stop()
-		}
-		source, err := d.newSource(mappings)
-		if err != nil {
-			return err
-		}
-		d.source.Store(source)
-		src = start(ctx, "source", func(ctx context.Context) error { return source.Run(ctx, d.items) })
-		if time.Since(lastStart) > time.Minute {
-			backoff = time.Second // it ran well for a while: start over gently
-		}
-		lastStart = time.Now()
-		// Consumers: one per mapping and generation.
-		want := map[string]*postgres.RegisteredMapping{}
-		for i := range usable {
-			m := &usable[i]
-			spec, _ := json.Marshal(m.Mapping)
-			want[fmt.Sprintf("%s|%d|%s", m.Name, m.Generation, spec)] = m
-		}
-		for key, w := range consumers {
-			if want[key] == nil {
-				w.stop()
-				delete(consumers, key)
-				d.log.Info("mapping stopped", "mapping", strings.SplitN(key, "|", 2)[0])
-			}
-		}
-		for key, m := range want {
-			if consumers[key] == nil {
-				stats := d.admin.mappingStats(m.Name)
-				consumers[key] = start(ctx, key, func(ctx context.Context) error { return runMapping(ctx, d.cfg, m, d.producer, stats, d.log) })
-				d.log.Info("mapping started", "mapping", m.Name, "generation", m.Generation, "source", m.Source, "store", m.Store)
-			}
-		}
-		d.admin.setMappings(usable)
-		d.admin.ready.Store(true)
-	}
-}
-
 // usable drops (loudly) mappings whose store has no URL in this instance's
 // environment: they get no consumer here (their table stays in the source);
 // the others keep running.
-func (d *daemon) usable(all []postgres.RegisteredMapping) []postgres.RegisteredMapping {
-	var out []postgres.RegisteredMapping
+func (d *daemon) usable(all []registry.Mapping) []registry.Mapping {
+	var out []registry.Mapping
 	for _, m := range all {
 		kind := storeKind(d.cfg.Stores[strings.ToLower(m.Store)])
-		if sinkFactories[kind] == nil {
+		if _, ok := storeKinds[kind]; !ok {
 			d.log.Error("mapping skipped: its store has no usable URL in this instance", "mapping", m.Name, "store", m.Store, "fix", "set "+pipeline.StoreEnvVar(m.Store))
 			continue
 		}
@@ -263,7 +131,7 @@ func (d *daemon) usable(all []postgres.RegisteredMapping) []postgres.RegisteredM
 	return out
 }
 
-func (d *daemon) newSource(mappings []postgres.RegisteredMapping) (*postgres.Source, error) {
+func (d *daemon) newSource(mappings []registry.Mapping) (*postgres.Source, error) {
 	topics := map[postgres.TableName]string{}
 	var tables []postgres.TableName
 	for i := range mappings {
@@ -287,7 +155,7 @@ func (d *daemon) newSource(mappings []postgres.RegisteredMapping) (*postgres.Sou
 			}
 			return pipeline.TopicFor(d.cfg.TopicPrefix, s, t)
 		},
-		Encoding:          schema.EncoderConfig{Name: d.cfg.TopicPrefix, Version: version, Schemas: d.cfg.EventSchemas},
+		Encoding:          schema.EncoderConfig{Name: d.cfg.TopicPrefix, Version: d.version, Schemas: d.cfg.EventSchemas},
 		HeartbeatInterval: d.cfg.HeartbeatInterval,
 		SnapshotWorkers:   d.cfg.SnapshotWorkers,
 		SnapshotChunkRows: d.cfg.SnapshotChunkRows,

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/scoop-cdc/scoop/connectors/kafka"
 	"github.com/scoop-cdc/scoop/connectors/postgres"
+	"github.com/scoop-cdc/scoop/internal/registry"
 )
 
 // admin serves /healthz, /readyz, /metrics and /status.
@@ -30,10 +31,10 @@ type admin struct {
 
 	mu       sync.Mutex
 	mappings map[string]*kafka.ConsumerStats
-	active   []postgres.RegisteredMapping
+	active   []registry.Mapping
 }
 
-func (a *admin) setMappings(ms []postgres.RegisteredMapping) {
+func (a *admin) setMappings(ms []registry.Mapping) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.active = ms
