@@ -187,7 +187,7 @@ func (p *Producer) Publish(ctx context.Context, records []pipeline.Record) error
 	// Temporary failures (leader elections, a broker restarting) are retried
 	// with backoff for up to a minute; a retry may duplicate records, which
 	// at-least-once delivery allows. Anything else stops the pipeline.
-	backoff := 100 * time.Millisecond
+	backoff := pipeline.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		err := p.writer.WriteMessages(ctx, msgs...)
@@ -197,12 +197,9 @@ func (p *Producer) Publish(ctx context.Context, records []pipeline.Record) error
 		if ctx.Err() != nil || !temporary(err) || time.Now().After(deadline) {
 			return fmt.Errorf("write to kafka: %w", err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		if err := pipeline.Sleep(ctx, backoff.Next()); err != nil {
+			return err
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
