@@ -12,6 +12,22 @@
 //     (Kafka acknowledged them with acks=all);
 //   - so the slot's flushed LSN never passes an event that Kafka has not got.
 //
+// Contract of the apply path (Kafka -> store), Apply, its mirror:
+//   - a Reader (owned and closed by the caller) yields messages in order per
+//     partition; Apply decodes and shapes them and hands each batch to the
+//     Sink in that order;
+//   - Reader.Commit is called only after Sink.Apply returned nil for every
+//     message committed (or the message was dead-lettered, or skipped as a
+//     tombstone or as wiped by a done truncate);
+//   - a transient sink error is retried forever with Backoff (the mapping
+//     pauses); a Permanent one is isolated by halving the batch and the
+//     changes that fail alone are dead-lettered; ErrSchemaChanged is returned
+//     uncommitted for the caller to rebuild the sink;
+//   - a truncate marker (PartitionsHeader) holds its partition until every
+//     partition reached it; one consumer of the group truncates the store
+//     through TruncateBarriers, then the held partitions are read again
+//     (Reader.Rewind).
+//
 // Positions. Every streamed change has a position (commit LSN of its
 // transaction, its place in the transaction: Change.CommitLSN, Change.Order;
 // transaction.total_order in the envelope), unique and strictly increasing
