@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,9 +22,12 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	if err := testenv.StackUp(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	flag.Parse()
+	if !testing.Short() {
+		if err := testenv.StackUp(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	dir, err := os.MkdirTemp("", "scoop-bin")
 	if err != nil {
@@ -48,6 +52,7 @@ type proc struct {
 
 func startProc(t *testing.T, env []string) *proc {
 	t.Helper()
+	testenv.Require(t)
 	logf, err := os.CreateTemp(t.TempDir(), "scoop-*.log")
 	if err != nil {
 		t.Fatal(err)

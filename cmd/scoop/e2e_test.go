@@ -24,6 +24,7 @@ type e2e struct {
 }
 
 func newE2E(t *testing.T, mappings string) *e2e {
+	testenv.Require(t)
 	e := &e2e{prefix: testenv.Name("p"), slot: testenv.Name("s"), keyspace: testenv.Name("ks")}
 	testenv.DropSlot(t, e.slot)
 	path := writeMappings(t, mappings)

@@ -19,13 +19,7 @@ import (
 	"github.com/scoop-cdc/scoop/schema"
 )
 
-func TestMain(m *testing.M) {
-	if err := testenv.StackUp(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // store is one sink under test plus a way to read its rows back.
 type store struct {
@@ -66,6 +60,7 @@ func readPostgres(t *testing.T, table string, id int) map[string]string {
 }
 
 func stores(t *testing.T) []store {
+	testenv.Require(t)
 	keyspace := testenv.Name("conf")
 	return []store{
 		pgStore(postgres.MethodCopy),
@@ -405,6 +400,7 @@ func TestSinkOneKeyManyChangesInOneTransaction(t *testing.T) {
 // rolls back its transaction, and with it the staging table it created;
 // the next batch must not trip over the missing table.
 func TestPostgresSinkRecoversAfterFailedBatch(t *testing.T) {
+	testenv.Require(t)
 	st := pgStore(postgres.MethodCopy)
 	table := testenv.Name("poison")
 	s := st.open(t, basicTarget(table), table)

@@ -17,6 +17,7 @@ import (
 // truncate leaves the barrier to be completed again; done barriers tell a
 // consumer which records they wiped.
 func TestTruncateBarriers(t *testing.T) {
+	testenv.Require(t)
 	ctx := context.Background()
 	b, err := NewTruncateBarriers(ctx, testenv.PGURL("monolith"))
 	if err != nil {

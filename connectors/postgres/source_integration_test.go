@@ -132,13 +132,7 @@ func newTable(t *testing.T, ddl string) (postgres.TableName, string) {
 	return postgres.TableName{Schema: "public", Name: name}, name
 }
 
-func TestMain(m *testing.M) {
-	if err := testenv.StackUp(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func TestSnapshotThenStream(t *testing.T) {
 	tbl, name := newTable(t, `CREATE TABLE %s (id int PRIMARY KEY, v text)`)

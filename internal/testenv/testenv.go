@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -56,8 +57,12 @@ var once sync.Once
 var onceErr error
 
 // Require brings the stack up (once per test binary) or fails the test.
+// With -short (make unit) the test is skipped instead: only pure tests run.
 func Require(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL, Kafka and Cassandra (scripts/stack); skipped with -short")
+	}
 	once.Do(func() { onceErr = StackUp() })
 	if onceErr != nil {
 		t.Fatalf("stack: %v", onceErr)
@@ -111,6 +116,7 @@ func Name(prefix string) string {
 // Conn opens a pgx connection to db, closed when the test ends.
 func Conn(t testing.TB, db string) *pgx.Conn {
 	t.Helper()
+	Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := pgx.Connect(ctx, PGURL(db))
@@ -211,4 +217,18 @@ func readPartition(t testing.TB, topic string, partition int) []kafkago.Message 
 		}
 	}
 	return out
+}
+
+// Main is the TestMain of a package with integration tests: the stack is
+// brought up before the tests run, except under -short (make unit), where
+// the tests that need it skip themselves (Require).
+func Main(m *testing.M) {
+	flag.Parse()
+	if !testing.Short() {
+		if err := StackUp(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
 }
