@@ -9,6 +9,7 @@ import (
 
 	"github.com/scoop-cdc/scoop/connectors/postgres"
 	"github.com/scoop-cdc/scoop/internal/registry"
+	"github.com/scoop-cdc/scoop/pipeline"
 )
 
 // A flow is one unit of work the daemon keeps running: the forward flow
@@ -125,7 +126,7 @@ func (d *daemon) supervise(ctx context.Context) error {
 // reset after a minute of good running) unless its error is fatal, which
 // is handed to supervise.
 func (d *daemon) keep(ctx context.Context, f flow, fatal chan<- error) error {
-	backoff := time.Second
+	backoff := pipeline.Backoff{Min: time.Second, Max: 30 * time.Second}
 	for {
 		started := time.Now()
 		err := f.run(ctx)
@@ -140,15 +141,13 @@ func (d *daemon) keep(ctx context.Context, f flow, fatal chan<- error) error {
 			return err
 		}
 		if time.Since(started) > time.Minute {
-			backoff = time.Second
+			backoff.Reset()
 		}
-		d.log.Error(f.name+" stopped; restarting", "error", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
+		wait := backoff.Next()
+		d.log.Error(f.name+" stopped; restarting", "error", err, "backoff", wait)
+		if pipeline.Sleep(ctx, wait) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 

@@ -24,7 +24,7 @@ func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafk
 	group := m.GroupID(cfg.TopicPrefix)
 	kind := storeKinds[storeKind(storeURL)]
 	topic := m.TopicName(cfg.TopicPrefix)
-	backoff := time.Second
+	backoff := pipeline.Backoff{Min: time.Second, Max: 30 * time.Second}
 	ignore := map[string]bool{} // event columns the source no longer has
 	var lastErr error
 	for ctx.Err() == nil {
@@ -58,7 +58,7 @@ func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafk
 				defer cancel()
 				sink.Close(cctx)
 			}()
-			backoff = time.Second
+			backoff.Reset()
 			stats.Paused.Store(false)
 			stats.SchemaMismatch.Store(false)
 			stats.LastError.Store(nil)
@@ -94,13 +94,11 @@ func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafk
 		stats.LastError.Store(&msg)
 		stats.SchemaMismatch.Store(errors.Is(err, pipeline.ErrSchemaMismatch))
 		stats.Paused.Store(true)
-		log.Error("mapping paused; retrying", "error", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
+		wait := backoff.Next()
+		log.Error("mapping paused; retrying", "error", err, "backoff", wait)
+		if pipeline.Sleep(ctx, wait) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 	return nil
 }
