@@ -110,21 +110,36 @@ func cassandraSession(t *testing.T, keyspace string) *gocql.Session {
 	return nil
 }
 
+// lazyCassandra returns a session to keyspace, opened on the first call that
+// finds Cassandra (and the keyspace) there; nil until then.
+func lazyCassandra(t *testing.T, keyspace string) func() *gocql.Session {
+	var s *gocql.Session
+	return func() *gocql.Session {
+		if s != nil {
+			return s
+		}
+		cl := gocql.NewCluster("127.0.0.1")
+		fmt.Sscan(testenv.CassandraPort, &cl.Port)
+		cl.Keyspace = keyspace
+		cl.Timeout = 5 * time.Second
+		cl.ReconnectInterval = time.Second // back soon after a test stopped Cassandra
+		sess, err := cl.CreateSession()
+		if err != nil {
+			return nil
+		}
+		t.Cleanup(sess.Close)
+		s = sess
+		return s
+	}
+}
+
 // cassandraRows reads id and amount of the orders copy as sorted text.
 func cassandraRows(t *testing.T, keyspace, table string) func() []string {
-	var s *gocql.Session
+	session := lazyCassandra(t, keyspace)
 	return func() []string {
+		s := session()
 		if s == nil {
-			cl := gocql.NewCluster("127.0.0.1")
-			fmt.Sscan(testenv.CassandraPort, &cl.Port)
-			cl.Keyspace = keyspace
-			cl.Timeout = 5 * time.Second
-			var err error
-			if s, err = cl.CreateSession(); err != nil {
-				s = nil
-				return nil
-			}
-			t.Cleanup(s.Close)
+			return nil
 		}
 		iter := s.Query(fmt.Sprintf(`SELECT id, amount, note FROM %s`, schema.QuoteIdent(table))).Iter()
 		var out []string
@@ -147,8 +162,6 @@ func cassandraRows(t *testing.T, keyspace, table string) func() []string {
 			m = map[string]any{}
 		}
 		if err := iter.Close(); err != nil {
-			s.Close()
-			s = nil
 			return nil
 		}
 		sort.Strings(out)

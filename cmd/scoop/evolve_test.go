@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocql/gocql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scoop-cdc/scoop/internal/testenv"
@@ -37,19 +36,11 @@ func pgColumn(t *testing.T, db, table, column string) func() []string {
 // cassandraColumn reads id and one column of a Cassandra table the same way
 // (as text: MapScan reads a NULL number or date as its zero value).
 func cassandraColumn(t *testing.T, keyspace, table, column string) func() []string {
-	var s *gocql.Session
+	session := lazyCassandra(t, keyspace)
 	return func() []string {
+		s := session()
 		if s == nil {
-			cl := gocql.NewCluster("127.0.0.1")
-			fmt.Sscan(testenv.CassandraPort, &cl.Port)
-			cl.Keyspace = keyspace
-			cl.Timeout = 5 * time.Second
-			var err error
-			if s, err = cl.CreateSession(); err != nil {
-				s = nil
-				return nil
-			}
-			t.Cleanup(s.Close)
+			return nil
 		}
 		iter := s.Query(fmt.Sprintf(`SELECT id, CAST(%s AS text) AS v FROM %s`, schema.QuoteIdent(column), schema.QuoteIdent(table))).Iter()
 		var out []string

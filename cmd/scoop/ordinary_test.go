@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocql/gocql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scoop-cdc/scoop/internal/testenv"
@@ -40,19 +39,11 @@ func wideRows(db, table string) func() []string {
 
 // wideCassandra reads the same from a Cassandra table.
 func wideCassandra(t *testing.T, keyspace, table string) func() []string {
-	var s *gocql.Session
+	session := lazyCassandra(t, keyspace)
 	return func() []string {
+		s := session()
 		if s == nil {
-			cl := gocql.NewCluster("127.0.0.1")
-			fmt.Sscan(testenv.CassandraPort, &cl.Port)
-			cl.Keyspace = keyspace
-			cl.Timeout = 5 * time.Second
-			var err error
-			if s, err = cl.CreateSession(); err != nil {
-				s = nil
-				return nil
-			}
-			t.Cleanup(s.Close)
+			return nil
 		}
 		iter := s.Query(fmt.Sprintf(`SELECT id, note, big, n FROM %s`, schema.QuoteIdent(table))).Iter()
 		var out []string
