@@ -36,6 +36,9 @@ Commands:
   replay NAME --snapshot              re-apply a mapping's history, or a fresh copy of its
                                       table, into its store while the others keep running
   status                              ask the running daemon (SCOOP_ADMIN_ADDR) how it is
+  verify NAME [--repair] [--json] [--max-rows-per-second N]
+  verify --all [...]                  compare a mapping's target with its monolith table;
+                                      exit 0 equal, 1 different, 2 error (docs/verify.md)
   version                             print the version
   help                                show this help
 
@@ -88,6 +91,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "verify":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return verifyCommand(ctx, args[1:], stdout, stderr)
 	case "mappings", "replay", "status":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
