@@ -58,6 +58,7 @@ type ApplyStats struct {
 	DeadLetters atomic.Uint64
 	Retries     atomic.Uint64
 	LastCommit  atomic.Int64 // unix ms of the commit time of the last applied change
+	LastApplied atomic.Int64 // unix ms (this host's clock) when that change was applied
 	Paused      atomic.Bool  // the store is failing and the mapping waits
 	// SchemaMismatch: the target cannot take the source's columns; the
 	// mapping waits for an operator (LastError says what to run).
@@ -192,6 +193,7 @@ func (a *applier) applyBatch(ctx context.Context, msgs []Message) error {
 	a.stats.Applied.Add(uint64(len(changes)))
 	if n := len(changes); n > 0 {
 		a.stats.LastCommit.Store(changes[n-1].CommitTime.UnixMilli())
+		a.stats.LastApplied.Store(time.Now().UnixMilli())
 	}
 	return nil
 }
@@ -243,13 +245,17 @@ func (a *applier) applyRetrying(ctx context.Context, changes []Change) error {
 		err := a.sink.Apply(ctx, changes)
 		// A schema change is not retried: the caller rebuilds the sink.
 		if err == nil || IsPermanent(err) || errors.Is(err, ErrSchemaChanged) {
-			a.stats.Paused.Store(false)
+			if a.stats.Paused.Swap(false) {
+				a.stats.LastError.Store(nil)
+			}
 			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		a.stats.Retries.Add(1)
+		msg := err.Error()
+		a.stats.LastError.Store(&msg)
 		a.stats.Paused.Store(true)
 		wait := backoff.Next()
 		if attempt == 1 || attempt%10 == 0 {

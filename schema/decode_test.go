@@ -19,6 +19,17 @@ func TestDecodeFastMatchesStandard(t *testing.T) {
 		{`{"id":2}`, ` { "before" : {"id":2} , "after" : null , "op" : "d" , "source" : { "ts_ms" : 1 } } `},
 		{``, `{"before":null,"after":null,"op":"t","source":{"ts_ms":1,"lsn":5}}`},
 		{`{"id":3}`, `{"after":{"id":3},"op":"c","source":{"ts_ms":1,"lsn":5,"commit_lsn":9},"transaction":{"id":"7:9","total_order":4,"data_collection_order":2,"key_order":3}}`},
+		// Kafka Connect wrapping (SCOOP_EVENT_SCHEMAS): in either order, a
+		// schema holding strings with brackets and quotes, a later payload
+		// member winning, members other than schema and payload ignored.
+		{`{"schema":{"type":"struct","fields":[{"field":"id","type":"int64"}]},"payload":{"id":4}}`,
+			`{"schema":{"type":"struct","name":"p.public.t.Envelope","fields":[{"field":"after","name":"a}\"]{","type":"struct"}]},"payload":{"after":{"id":4,"a":"x"},"op":"c","source":{"ts_ms":1,"ts_us":1001,"lsn":5,"commit_lsn":9},"transaction":{"total_order":2,"key_order":1}}}`},
+		{`{"payload":{"id":5},"schema":null}`, ` { "payload" : {"op":"x"} , "op" : "c" , "schema" : { } , "PAYLOAD" : { "after" : {"id":5} , "op" : "u" , "unchanged" : ["b"] , "source" : { "ts_ms" : 2 } } } `},
+		{`{"schema":{},"payload":{"id":6}}`, `{"schema":{"optional":false},"payload":{"before":{"id":6},"after":null,"op":"d","source":{"ts_ms":3,"lsn":8}}}`},
+		{``, `{"schema":{},"payload":{"before":null,"after":null,"op":"t","source":{"ts_ms":1,"lsn":5}}}`},
+		// A key wrapped alone, and a member that only folds to schema
+		// (no wrapping: encoding/json ignores it).
+		{`{"schema":{"type":"struct"},"payload":{"id":7}}`, `{"after":{"id":7},"op":"c","source":{"ts_ms":1},"Schema":{"x":1},"payload":{"op":"d"}}`},
 	}
 	for _, e := range events {
 		var key []byte
@@ -44,6 +55,8 @@ func TestDecodeFastMatchesStandard(t *testing.T) {
 func FuzzDecodeChange(f *testing.F) {
 	f.Add([]byte(`{"id":1}`), []byte(`{"after":{"id":1,"a":"x"},"op":"c","source":{"ts_ms":1}}`))
 	f.Add([]byte(`{"id":1}`), []byte(`{"after":{"id":1,"a":[1,{"b":"]"}]},"op":"u","source":{"ts_us":1,"lsn":3},"unchanged":["z"]}`))
+	f.Add([]byte(`{"schema":{"type":"struct"},"payload":{"id":1}}`), []byte(`{"schema":{"type":"struct","fields":[{"field":"op"}]},"payload":{"after":{"id":1},"op":"c","source":{"ts_ms":1}}}`))
+	f.Add([]byte(`{"payload":{"id":1},"schema":{}}`), []byte(`{"payload":{"after":{"id":1},"op":"u","source":{"ts_us":1}},"PayLoad":{"after":{"id":2},"op":"c","source":{}},"schema":{"a":"}"}}`))
 	f.Fuzz(func(t *testing.T, key, val []byte) {
 		fast, err := decodeFast(key, val)
 		if err != nil || validChange(&fast) != nil {
@@ -164,10 +177,8 @@ func TestDecodeGolden(t *testing.T) {
 				if got := canonical(std); err != nil || got != w {
 					t.Errorf("%s: standard decoder: %v\n%s\nwant\n%s", in.what, err, got, w)
 				}
-				if schemas {
-					continue
-				}
-				// scoop's own layout must take the one-pass path.
+				// scoop's own layout, with schemas too, must take the
+				// one-pass path.
 				fast, err := decodeFast(in.key, in.value)
 				if got := canonical(fast); err != nil || got != w {
 					t.Errorf("%s: one-pass decoder: %v\n%s\nwant\n%s", in.what, err, got, w)
@@ -200,4 +211,34 @@ func TestEnvelopeTagsMatchMembers(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeOf(envelope{}))
+}
+
+// BenchmarkDecodeChange measures a sink's decoding of one event, as scoop
+// encodes it without and with Kafka Connect schemas (SCOOP_EVENT_SCHEMAS).
+func BenchmarkDecodeChange(b *testing.B) {
+	events, now := goldenEvents()
+	for _, schemas := range []bool{false, true} {
+		enc, suffix := goldenEncoder(schemas)
+		key, err := enc.Key(nil, events["update"])
+		if err != nil {
+			b.Fatal(err)
+		}
+		value, err := enc.Value(nil, events["update"], now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		name := "plain"
+		if suffix != "" {
+			name = "schemas"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(key) + len(value)))
+			for b.Loop() {
+				if _, ok, err := DecodeChange(key, value); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+	}
 }

@@ -172,10 +172,64 @@ func intern(k []byte) string {
 }
 
 // decodeFast decodes scoop's envelope in one pass; errScan means "use the
-// standard decoder".
+// standard decoder". Kafka Connect's wrapping ({"schema":...,"payload":...},
+// SCOOP_EVENT_SCHEMAS) is read on this path too: the schema member is only
+// skipped over, never decoded (it is the same for every event of a table
+// version), and the payload is decoded as the envelope.
 func decodeFast(key, value []byte) (c Change, err error) {
+	c, payload, err := decodeEnvelope(value)
+	if err != nil {
+		return c, errScan
+	}
+	if payload != nil {
+		// unwrapConnect unwraps once: a payload that is itself wrapped is
+		// left to the standard decoder.
+		if c, payload, err = decodeEnvelope(payload); err != nil || payload != nil {
+			return c, errScan
+		}
+	}
+	if key != nil && c.Op != OpTruncate {
+		if key, err = connectPayload(key); err != nil {
+			return c, errScan
+		}
+		if c.Key, err = rawObject(key); err != nil {
+			return c, errScan
+		}
+	}
+	return c, nil
+}
+
+// connectPayload returns the payload of a key in Kafka Connect's wrapping,
+// or the key itself, as unwrapConnect does.
+func connectPayload(b []byte) ([]byte, error) {
+	wrapped, payload := false, []byte(nil)
+	err := eachMember(b, func(k []byte, v []byte) error {
+		switch {
+		case string(k) == memberSchema:
+			wrapped = true
+		case fold(k) == memberPayload:
+			payload = v
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case !wrapped:
+		return b, nil
+	case payload == nil || string(payload) == "null":
+		return nil, errScan
+	}
+	return payload, nil
+}
+
+// decodeEnvelope decodes the members of scoop's envelope in value, or, when
+// value is Kafka Connect's wrapping of one (a member named exactly schema,
+// as unwrapConnect tells), returns its payload to decode instead.
+func decodeEnvelope(value []byte) (c Change, payload []byte, err error) {
 	var op []byte
 	var source []byte
+	wrapped := false
 	// Member names match case-insensitively, as encoding/json matches them.
 	err = eachMember(value, func(k []byte, v []byte) error {
 		switch fold(k) {
@@ -215,16 +269,29 @@ func decodeFast(key, value []byte) (c Change, err error) {
 			for _, n := range names {
 				c.Unchanged[n] = true
 			}
-		case memberSchema, memberPayload:
-			return errScan // Kafka Connect wrapping: the standard path
+		case memberSchema:
+			// Skipped by eachMember without being decoded; only an exact
+			// name wraps (unwrapConnect), a folded one is ignored as
+			// encoding/json ignores an unknown member.
+			if string(k) == memberSchema {
+				wrapped = true
+			}
+		case memberPayload:
+			payload = v // the last one counts, as in encoding/json
 		}
 		return nil
 	})
 	if err != nil {
-		return c, errScan
+		return c, nil, errScan
+	}
+	if wrapped {
+		if payload == nil || string(payload) == "null" {
+			return c, nil, errScan
+		}
+		return Change{}, payload, nil
 	}
 	if len(op) != 3 || op[0] != '"' || op[2] != '"' {
-		return c, errScan
+		return c, nil, errScan
 	}
 	c.Op = Op(op[1])
 	var tsMs, tsUs int64
@@ -248,16 +315,11 @@ func decodeFast(key, value []byte) (c Change, err error) {
 			return err
 		})
 		if err != nil {
-			return c, errScan
+			return c, nil, errScan
 		}
 	}
 	c.CommitTime = commitTime(tsMs, tsUs)
-	if key != nil && c.Op != OpTruncate {
-		if c.Key, err = rawObject(key); err != nil {
-			return c, errScan
-		}
-	}
-	return c, nil
+	return c, nil, nil
 }
 
 // fold returns the known member name that k matches case-insensitively, or

@@ -7,9 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"strings"
-	"time"
 
 	"github.com/scoop-cdc/scoop/connectors/postgres"
 	"github.com/scoop-cdc/scoop/internal/registry"
@@ -101,32 +98,4 @@ func mappingsCommand(ctx context.Context, args []string, stdout io.Writer) error
 		return nil
 	}
 	return fmt.Errorf("scoop mappings: unknown subcommand %q (apply, list, describe, remove)", args[0])
-}
-
-// statusCommand asks a running daemon through its admin API.
-func statusCommand(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.AdminAddr+"/status", nil)
-	if cfg.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+cfg.AdminToken)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("no scoop answering on SCOOP_ADMIN_ADDR=%s: %w", cfg.AdminAddr, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("scoop status: %s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	var v any
-	json.Unmarshal(body, &v)
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

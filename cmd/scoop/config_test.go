@@ -27,6 +27,10 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"SCOOP_KAFKA_TLS": "true", "SCOOP_KAFKA_CA_FILE": "/etc/hostname"}, `kafka: SCOOP_KAFKA_CA_FILE /etc/hostname holds no PEM certificate`},
 		{map[string]string{"SCOOP_CASSANDRA_CA_FILE": "/etc/ssl/x.pem"}, `SCOOP_CASSANDRA_CA_FILE is set but SCOOP_CASSANDRA_TLS is not true`},
 		{map[string]string{"SCOOP_STORE_X_URL": "redis://h"}, `SCOOP_STORE_X_URL: scheme "redis" is not supported; use postgres:// or cassandra://`},
+		{map[string]string{"SCOOP_STALL_TIMEOUT": "15s"}, `SCOOP_STALL_TIMEOUT=15s: must be more than twice SCOOP_HEARTBEAT_INTERVAL (10s) and more than SCOOP_MONITOR_INTERVAL (5s): an idle source confirms a position once per heartbeat`},
+		{map[string]string{"SCOOP_STALL_TIMEOUT": "1m", "SCOOP_MONITOR_INTERVAL": "2m"}, `SCOOP_STALL_TIMEOUT=1m0s: must be more than twice SCOOP_HEARTBEAT_INTERVAL (10s) and more than SCOOP_MONITOR_INTERVAL (2m0s)`},
+		{map[string]string{"SCOOP_MONITOR_INTERVAL": "1ms"}, `SCOOP_MONITOR_INTERVAL=1ms: must be at least 100ms`},
+		{map[string]string{"SCOOP_MAX_RETAINED_WAL_MB": "-1"}, `SCOOP_MAX_RETAINED_WAL_MB=-1: must be 0 (no limit) or more`},
 	}
 	for _, c := range cases {
 		for k, v := range c.env {

@@ -35,7 +35,9 @@ Commands:
   replay NAME --from-time RFC3339
   replay NAME --snapshot              re-apply a mapping's history, or a fresh copy of its
                                       table, into its store while the others keep running
-  status                              ask the running daemon (SCOOP_ADMIN_ADDR) how it is
+  status [--json] [--watch [--interval D]]
+                                      ask the running daemon (SCOOP_ADMIN_ADDR) how it is:
+                                      slot, readiness and one line per mapping
   verify NAME [--repair] [--json] [--max-rows-per-second N]
   verify --all [...]                  compare a mapping's target with its monolith table;
                                       exit 0 equal, 1 different, 2 error (docs/verify.md)
@@ -105,7 +107,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		case "replay":
 			err = replayCommand(ctx, args[1:], stdout)
 		default:
-			err = statusCommand(ctx, stdout)
+			err = statusCommand(ctx, args[1:], stdout)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "scoop: %v\n", err)

@@ -107,6 +107,12 @@ type SourceStats struct {
 	ReceivedLSN  atomic.Uint64
 	LastCommit   atomic.Int64 // unix ms of the last commit seen
 	RetainedWAL  atomic.Int64 // bytes of WAL the slot holds back (checked at each heartbeat)
+	// LastHeartbeat is the source's clock (unix ms) in the last heartbeat
+	// received: while the tables are idle, the stream is current up to it.
+	LastHeartbeat atomic.Int64
+	// LastReceived is this host's clock (unix ms) when the last commit or
+	// heartbeat arrived.
+	LastReceived atomic.Int64
 }
 
 // NewSource validates cfg.

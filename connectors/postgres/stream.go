@@ -187,6 +187,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 	case *pglogrepl.CommitMessage:
 		tx.open = false
 		s.stats.LastCommit.Store(m.CommitTime.UnixMilli())
+		s.stats.LastReceived.Store(time.Now().UnixMilli())
 		return send(pipeline.Item{Mark: uint64(m.TransactionEndLSN)})
 	case *pglogrepl.LogicalDecodingMessage:
 		if m.Prefix == watermarkPrefix && m.Transactional {
@@ -194,6 +195,12 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 				return s.emitChunk(enc, c, uint64(m.LSN), tx, send)
 			}
 			return nil
+		}
+		if m.Prefix == heartbeatPrefix {
+			if at, ok := heartbeatTime(m.Content); ok {
+				s.stats.LastHeartbeat.Store(at.UnixMilli())
+				s.stats.LastReceived.Store(time.Now().UnixMilli())
+			}
 		}
 		if !m.Transactional && !tx.open {
 			return send(pipeline.Item{Mark: uint64(m.LSN)})

@@ -28,6 +28,7 @@ type admin struct {
 	listener net.Listener
 	registry *prometheus.Registry
 	ready    atomic.Bool
+	mon      *monitor
 
 	mu       sync.Mutex
 	mappings map[string]*kafka.ConsumerStats
@@ -74,13 +75,8 @@ func (a *admin) mappingStats(name string) *kafka.ConsumerStats {
 			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_sink_schema_changes_total", Help: "Sink rebuilds after the source table's columns changed.", ConstLabels: labels},
 			func() float64 { return float64(st.SchemaChanges.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_sink_lag_seconds", Help: "Now minus the commit time of the last applied change.", ConstLabels: labels},
-			func() float64 {
-				if ms := st.LastCommit.Load(); ms > 0 {
-					return time.Since(time.UnixMilli(ms)).Seconds()
-				}
-				return 0
-			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_sink_lag_seconds", Help: "End-to-end lag: the source's lag while the mapping's topic is drained, else the delay of its last applied change plus the time events waited without progress.", ConstLabels: labels},
+			func() float64 { return a.mon.mappingLag(name, st, a.mon.lagEvents(name), time.Now()) }),
 	)
 	return st
 }
@@ -91,7 +87,12 @@ func newAdmin(cfg *Config, st *postgres.SourceStats, acked func() uint64) (*admi
 		return nil, err
 	}
 	a := &admin{cfg: cfg, stats: st, acked: acked, listener: l, registry: prometheus.NewRegistry(), mappings: map[string]*kafka.ConsumerStats{}}
+	if a.mon, err = newMonitor(cfg, st, a.watched); err != nil {
+		l.Close()
+		return nil, err
+	}
 	a.registry.MustRegister(
+		a.mon,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_source_events_total", Help: "Change events decoded from the slot."},
@@ -102,15 +103,10 @@ func newAdmin(cfg *Config, st *postgres.SourceStats, acked func() uint64) (*admi
 			func() float64 { return float64(st.ReceivedLSN.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_acked_lsn", Help: "WAL position confirmed to the slot (everything before it is in Kafka)."},
 			func() float64 { return float64(acked()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_retained_wal_bytes", Help: "WAL the slot holds back on the server (current position minus restart_lsn)."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_retained_wal_bytes", Help: "WAL the slot holds back on the server (current position minus restart_lsn), read every SCOOP_MONITOR_INTERVAL."},
 			func() float64 { return float64(st.RetainedWAL.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_lag_seconds", Help: "Now minus the commit time of the last transaction received."},
-			func() float64 {
-				if ms := st.LastCommit.Load(); ms > 0 {
-					return time.Since(time.UnixMilli(ms)).Seconds()
-				}
-				return 0
-			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_lag_seconds", Help: "How far the stream is behind the monolith: the delay of the newest commit or heartbeat received, plus the time a heartbeat is overdue (near zero while idle)."},
+			func() float64 { return a.mon.sourceLag(time.Now()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_lag_bytes", Help: "Received minus confirmed WAL position."},
 			func() float64 {
 				r, a := st.ReceivedLSN.Load(), acked()
@@ -125,14 +121,8 @@ func newAdmin(cfg *Config, st *postgres.SourceStats, acked func() uint64) (*admi
 
 func (a *admin) serve(ctx context.Context) error {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
+	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	// Profiles for diagnosing a slow pipeline (behind the admin token).
 	mux.HandleFunc("GET /debug/pprof/", a.auth(pprof.Index))
@@ -140,6 +130,7 @@ func (a *admin) serve(ctx context.Context) error {
 	mux.HandleFunc("GET /debug/pprof/heap", a.auth(pprof.Handler("heap").ServeHTTP))
 	mux.HandleFunc("GET /status", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		st := a.stats
+		problems := append([]string{}, a.notReady()...)
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
 			"slot":           a.cfg.Slot,
@@ -151,6 +142,9 @@ func (a *admin) serve(ctx context.Context) error {
 			"last_commit_ms": st.LastCommit.Load(),
 			"retained_wal":   st.RetainedWAL.Load(),
 			"mappings":       a.mappingStatus(),
+			"ready":          len(problems) == 0,
+			"problems":       problems,
+			"source":         a.sourceStatus(),
 		})
 	}))
 	return serveHTTP(ctx, a.listener, mux)
@@ -185,6 +179,7 @@ func (a *admin) mappingStatus() map[string]any {
 		if e := st.LastError.Load(); e != nil {
 			ms["last_error"] = *e
 		}
+		a.mon.addMappingStatus(ms, watched{Mapping: m, stats: st})
 		out[m.Name] = ms
 	}
 	return out

@@ -41,6 +41,9 @@ type Config struct {
 	SinkBatchMB       int           `env:"SCOOP_SINK_BATCH_MB" envDefault:"8"`
 	BufferMB          int           `env:"SCOOP_BUFFER_MB" envDefault:"32"`
 	CassandraInFlight int           `env:"SCOOP_CASSANDRA_MAX_IN_FLIGHT" envDefault:"128"`
+	MonitorInterval   time.Duration `env:"SCOOP_MONITOR_INTERVAL" envDefault:"5s"`
+	StallTimeout      time.Duration `env:"SCOOP_STALL_TIMEOUT" envDefault:"2m"`
+	MaxRetainedWALMB  int           `env:"SCOOP_MAX_RETAINED_WAL_MB" envDefault:"0"`
 	AdminAddr         string        `env:"SCOOP_ADMIN_ADDR" envDefault:"127.0.0.1:7070"`
 	AdminToken        string        `env:"SCOOP_ADMIN_TOKEN"`
 	LogLevel          string        `env:"SCOOP_LOG_LEVEL" envDefault:"info"`
@@ -85,6 +88,15 @@ func (c *Config) Validate() error {
 	}
 	if c.TopicPartitions < 1 {
 		bad("SCOOP_TOPIC_PARTITIONS=%d: must be at least 1", c.TopicPartitions)
+	}
+	if c.MonitorInterval < 100*time.Millisecond {
+		bad("SCOOP_MONITOR_INTERVAL=%s: must be at least 100ms", c.MonitorInterval)
+	}
+	if c.StallTimeout <= 2*c.HeartbeatInterval || c.StallTimeout <= c.MonitorInterval {
+		bad("SCOOP_STALL_TIMEOUT=%s: must be more than twice SCOOP_HEARTBEAT_INTERVAL (%s) and more than SCOOP_MONITOR_INTERVAL (%s): an idle source confirms a position once per heartbeat", c.StallTimeout, c.HeartbeatInterval, c.MonitorInterval)
+	}
+	if c.MaxRetainedWALMB < 0 {
+		bad("SCOOP_MAX_RETAINED_WAL_MB=%d: must be 0 (no limit) or more", c.MaxRetainedWALMB)
 	}
 	if _, err := c.KafkaSecurity().Transport(); err != nil {
 		errs = append(errs, err)

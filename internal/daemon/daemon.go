@@ -36,6 +36,8 @@ type daemon struct {
 	acked    atomic.Uint64
 	stats    postgres.SourceStats
 	budget   *pipeline.Budget
+	// lease: this instance leads the slot's source (forward flow only).
+	lease *postgres.Lease
 }
 
 // Run is `scoop run`: it wires the daemon from validated settings and runs
@@ -89,6 +91,7 @@ func Run(ctx context.Context, cfg *Config, version string) error {
 		return err
 	})
 	g.Go(func() error { return d.admin.serve(gctx) })
+	g.Go(func() error { return d.admin.mon.run(gctx) })
 	g.Go(func() error { return d.supervise(gctx) })
 	err = g.Wait()
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

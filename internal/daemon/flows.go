@@ -38,12 +38,33 @@ func (d *daemon) flows(version int64, mappings, usable []registry.Mapping) []flo
 		key:  fmt.Sprintf("forward|%d", version),
 		name: "source",
 		run: func(ctx context.Context) error {
+			lease, err := d.leadership(ctx)
+			if err != nil {
+				return err
+			}
 			source, err := d.newSource(mappings)
 			if err != nil {
 				return err
 			}
 			d.source.Store(source)
-			return source.Run(ctx, d.items)
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go func() {
+				select {
+				case <-lease.Lost():
+					cancel()
+				case <-sctx.Done():
+				}
+			}()
+			err = source.Run(sctx, d.items)
+			select {
+			case <-lease.Lost():
+				d.lease = nil
+				lease.Release()
+				return fmt.Errorf("lost the source leadership of slot %s (its session in the monolith ended): standing by", d.cfg.Slot)
+			default:
+				return err
+			}
 		},
 		fatal: func(err error) bool { return errors.Is(err, postgres.ErrPrecondition) },
 	}}
@@ -60,6 +81,27 @@ func (d *daemon) flows(version int64, mappings, usable []registry.Mapping) []flo
 		})
 	}
 	return out
+}
+
+// leadership returns the lease of the slot's source, waiting (standing by)
+// while another instance holds it. The lease is kept across restarts of
+// the forward flow; only one forward flow runs at a time.
+func (d *daemon) leadership(ctx context.Context) (*postgres.Lease, error) {
+	if d.lease != nil {
+		select {
+		case <-d.lease.Lost():
+			d.lease.Release()
+			d.lease = nil
+		default:
+			return d.lease, nil
+		}
+	}
+	lease, err := postgres.AcquireLease(ctx, d.cfg.SourceURL, d.cfg.Slot, d.log)
+	if err != nil {
+		return nil, err
+	}
+	d.lease = lease
+	return lease, nil
 }
 
 // supervise polls the registry every second and reconciles the running
@@ -85,6 +127,7 @@ func (d *daemon) supervise(ctx context.Context) error {
 		case <-next:
 			next = time.After(time.Second)
 		}
+		d.admin.mon.tick("reconcile")
 		version, err := d.registry.Version(ctx)
 		if err != nil {
 			d.log.Warn("read mapping registry", "error", err)

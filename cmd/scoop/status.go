@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// statusCommand asks a running daemon through its admin API (/status) and
+// prints a table, or the JSON document itself with --json; --watch
+// refreshes every --interval until interrupted.
+func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("scoop status", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	asJSON := fs.Bool("json", false, "print the daemon's status document (JSON) as it is")
+	watch := fs.Bool("watch", false, "refresh until interrupted")
+	interval := fs.Duration("interval", 2*time.Second, "refresh period with --watch")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("scoop status: unexpected argument %q (flags: --json, --watch, --interval)", fs.Arg(0))
+	}
+	if *interval < 100*time.Millisecond {
+		return fmt.Errorf("scoop status: --interval=%s: must be at least 100ms", *interval)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	show := func() error {
+		body, err := fetchStatus(ctx, cfg.AdminAddr, cfg.AdminToken)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			var v any
+			if err := json.Unmarshal(body, &v); err != nil {
+				return fmt.Errorf("scoop status: read the daemon's answer: %w", err)
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(v)
+		}
+		var doc statusDoc
+		if err := json.Unmarshal(body, &doc); err != nil {
+			return fmt.Errorf("scoop status: read the daemon's answer: %w", err)
+		}
+		return printStatus(stdout, &doc)
+	}
+	if !*watch {
+		return show()
+	}
+	clear := isTerminal(stdout)
+	for {
+		if clear {
+			fmt.Fprint(stdout, "\033[H\033[2J")
+		} else {
+			fmt.Fprintf(stdout, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
+		}
+		if err := show(); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Keep watching through a restart of the daemon.
+			fmt.Fprintf(stdout, "%v\n", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*interval):
+		}
+	}
+}
+
+func fetchStatus(ctx context.Context, addr, token string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
+	if err != nil {
+		return nil, fmt.Errorf("scoop status: SCOOP_ADMIN_ADDR=%s: %w", addr, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("no scoop answering on SCOOP_ADMIN_ADDR=%s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("scoop status: read the daemon's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scoop status: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// statusDoc is the part of the daemon's /status document the table shows
+// (docs/operations.md describes every member).
+type statusDoc struct {
+	Slot        string   `json:"slot"`
+	Publication string   `json:"publication"`
+	Ready       *bool    `json:"ready"`
+	Problems    []string `json:"problems"`
+	Source      struct {
+		ReceivedLSN   string  `json:"received_lsn"`
+		AckedLSN      string  `json:"acked_lsn"`
+		CurrentLSN    string  `json:"current_lsn"`
+		RestartLSN    string  `json:"restart_lsn"`
+		ConfirmedLSN  string  `json:"confirmed_lsn"`
+		WALStatus     string  `json:"wal_status"`
+		RetainedWALMB float64 `json:"retained_wal_mb"`
+		MaxRetainedMB int     `json:"max_retained_mb"`
+		LagSeconds    float64 `json:"lag_seconds"`
+		Active        bool    `json:"active"`
+		SlotExists    bool    `json:"slot_exists"`
+		Error         string  `json:"error"`
+		CheckedAt     string  `json:"checked_at"`
+	} `json:"source"`
+	Mappings map[string]struct {
+		Source      string  `json:"source"`
+		Store       string  `json:"store"`
+		State       string  `json:"state"`
+		Reason      string  `json:"reason"`
+		LagSeconds  float64 `json:"lag_seconds"`
+		LagEvents   int64   `json:"lag_events"`
+		Applied     uint64  `json:"applied"`
+		DeadLetters uint64  `json:"dead_letters"`
+	} `json:"mappings"`
+}
+
+// printStatus writes the header (slot, LSNs, WAL, readiness) and one line
+// per mapping.
+func printStatus(w io.Writer, doc *statusDoc) error {
+	if doc.Ready == nil {
+		return errors.New("scoop status: the daemon's answer has no readiness (is it an older scoop? try --json)")
+	}
+	s := doc.Source
+	fmt.Fprintf(w, "slot %s  publication %s\n", doc.Slot, doc.Publication)
+	switch {
+	case s.CheckedAt == "":
+		fmt.Fprintf(w, "  received %s  acked %s  (slot not checked yet)\n", s.ReceivedLSN, s.AckedLSN)
+	case s.Error != "":
+		fmt.Fprintf(w, "  received %s  acked %s  slot unreadable: %s\n", s.ReceivedLSN, s.AckedLSN, s.Error)
+	case !s.SlotExists:
+		fmt.Fprintf(w, "  received %s  acked %s  slot does not exist yet\n", s.ReceivedLSN, s.AckedLSN)
+	default:
+		walsender := "walsender active"
+		if !s.Active {
+			walsender = "no walsender"
+		}
+		limit := ""
+		if s.MaxRetainedMB > 0 {
+			limit = fmt.Sprintf(" (limit %d MB)", s.MaxRetainedMB)
+		}
+		fmt.Fprintf(w, "  server %s  received %s  confirmed %s  restart %s\n", s.CurrentLSN, s.ReceivedLSN, s.ConfirmedLSN, s.RestartLSN)
+		fmt.Fprintf(w, "  retained WAL %.1f MB%s  wal_status %s  %s  source lag %.1fs\n", s.RetainedWALMB, limit, s.WALStatus, walsender, s.LagSeconds)
+	}
+	if *doc.Ready {
+		fmt.Fprintln(w, "ready")
+	} else {
+		fmt.Fprintln(w, "NOT READY:")
+		for _, p := range doc.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+	}
+	fmt.Fprintln(w)
+	names := make([]string, 0, len(doc.Mappings))
+	for n := range doc.Mappings {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAPPING\tSTATE\tLAG\tPENDING\tAPPLIED\tDEAD LETTERS\tSTORE\tSOURCE\tREASON")
+	for _, n := range names {
+		m := doc.Mappings[n]
+		pending := "?"
+		if m.LagEvents >= 0 {
+			pending = fmt.Sprint(m.LagEvents)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%s\t%d\t%d\t%s\t%s\t%s\n", n, m.State, m.LagSeconds, pending, m.Applied, m.DeadLetters, m.Store, m.Source, oneLine(m.Reason, 160))
+	}
+	return tw.Flush()
+}
+
+// oneLine keeps a reason on its table line.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
