@@ -46,7 +46,7 @@ func NewTruncateBarriers(ctx context.Context, url string) (*TruncateBarriers, er
 	if err != nil {
 		return nil, fmt.Errorf("truncate barriers: connect to the monolith: %w", err)
 	}
-	_, err = pool.Exec(ctx, `
+	err = prepare(ctx, pool, "create scoop.truncate_barriers", `
 		CREATE SCHEMA IF NOT EXISTS scoop;
 		CREATE TABLE IF NOT EXISTS scoop.truncate_barriers (
 			group_id   text        NOT NULL,
@@ -61,7 +61,7 @@ func NewTruncateBarriers(ctx context.Context, url string) (*TruncateBarriers, er
 			PRIMARY KEY (group_id, topic, commit_lsn, lsn))`)
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("create scoop.truncate_barriers: %w", err)
+		return nil, err
 	}
 	return &TruncateBarriers{pool: pool}, nil
 }

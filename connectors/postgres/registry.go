@@ -42,7 +42,7 @@ func (r *Registry) conn(ctx context.Context) (*pgx.Conn, error) {
 	if prepared {
 		return conn, nil
 	}
-	_, err = conn.Exec(ctx, `
+	err = prepare(ctx, conn, "prepare the mapping registry (schema scoop in the monolith)", `
 		CREATE SCHEMA IF NOT EXISTS scoop;
 		CREATE TABLE IF NOT EXISTS scoop.mappings (
 			slot        text NOT NULL,
@@ -56,7 +56,7 @@ func (r *Registry) conn(ctx context.Context) (*pgx.Conn, error) {
 			version  bigint NOT NULL)`)
 	if err != nil {
 		conn.Close(context.Background())
-		return nil, fmt.Errorf("prepare the mapping registry (schema scoop in the monolith): %w", err)
+		return nil, err
 	}
 	r.mu.Lock()
 	r.prepared = true

@@ -120,9 +120,10 @@ func (s *Sink) connect(ctx context.Context) error {
 		if i > 0 {
 			name = fmt.Sprintf("%s_%d", s.cfg.Origin, i)
 		}
-		if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, name); err != nil {
+		if err := prepare(ctx, conn, fmt.Sprintf("mapping %s: create replication origin %q (needs superuser or EXECUTE on pg_replication_origin_create)", s.cfg.Mapping, name),
+			`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, name); err != nil {
 			conn.Close(context.Background())
-			return fmt.Errorf("mapping %s: create replication origin %q (needs superuser or EXECUTE on pg_replication_origin_create): %w", s.cfg.Mapping, name, err)
+			return err
 		}
 		_, err := conn.Exec(ctx, `SELECT pg_replication_origin_session_setup($1)`, name)
 		var pgErr *pgconn.PgError
@@ -142,7 +143,7 @@ func (s *Sink) connect(ctx context.Context) error {
 }
 
 func (s *Sink) ensureTable(ctx context.Context) error {
-	_, err := s.conn.Exec(ctx, `
+	err := prepare(ctx, s.conn, "mapping "+s.cfg.Mapping+": create scoop.sink_offsets", `
 		CREATE SCHEMA IF NOT EXISTS scoop;
 		CREATE TABLE IF NOT EXISTS scoop.sink_offsets (
 			mapping   text   NOT NULL,
@@ -156,7 +157,7 @@ func (s *Sink) ensureTable(ctx context.Context) error {
 			ADD COLUMN IF NOT EXISTS commit_lsn bigint NOT NULL DEFAULT 0,
 			ADD COLUMN IF NOT EXISTS lsn bigint NOT NULL DEFAULT 0`)
 	if err != nil {
-		return fmt.Errorf("mapping %s: create scoop.sink_offsets: %w", s.cfg.Mapping, err)
+		return err
 	}
 	existing, err := s.targetColumns(ctx)
 	if err != nil {
@@ -175,8 +176,9 @@ func (s *Sink) ensureTable(ctx context.Context) error {
 			}
 		}
 		ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s, PRIMARY KEY (%s))", s.table, strings.Join(defs, ", "), strings.Join(keys, ", "))
-		if _, err := s.conn.Exec(ctx, ddl); err != nil {
-			return fmt.Errorf("mapping %s: create target table: %w", s.cfg.Mapping, err)
+		// Instances consuming one group start together: the same race.
+		if err := prepare(ctx, s.conn, "mapping "+s.cfg.Mapping+": create target table", ddl); err != nil {
+			return err
 		}
 		s.cfg.Logger.Info("created target table", "mapping", s.cfg.Mapping, "table", s.cfg.Target.Table)
 		return nil

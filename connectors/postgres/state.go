@@ -20,7 +20,7 @@ import (
 // source_slots came later: a slot with copied tables counts as completed,
 // so databases of earlier versions keep their slots.
 func ensureStateTables(ctx context.Context, conn *pgx.Conn) error {
-	_, err := conn.Exec(ctx, `
+	return prepare(ctx, conn, "create scoop state tables", `
 		CREATE SCHEMA IF NOT EXISTS scoop;
 		CREATE TABLE IF NOT EXISTS scoop.source_tables (
 			slot            text NOT NULL,
@@ -34,10 +34,6 @@ func ensureStateTables(ctx context.Context, conn *pgx.Conn) error {
 			snapshotted_at  timestamptz NOT NULL DEFAULT now()
 		);
 		INSERT INTO scoop.source_slots (slot) SELECT DISTINCT slot FROM scoop.source_tables ON CONFLICT DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("create scoop state tables: %w", err)
-	}
-	return nil
 }
 
 // slotSnapshotted reports whether the slot's initial snapshot completed.
