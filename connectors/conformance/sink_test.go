@@ -420,3 +420,43 @@ func TestPostgresSinkRecoversAfterFailedBatch(t *testing.T) {
 	apply(t, s, good...)
 	want(t, st, table, 112, "name", "y")
 }
+
+// Around a rebalance two instances can apply overlapping batches of one
+// partition before the group has a progress row for it. The later one must
+// see what the earlier one committed, not take an older version of a row
+// over a newer one.
+func TestPostgresSinkOverlappingFirstBatches(t *testing.T) {
+	testenv.Require(t)
+	st := pgStore(postgres.MethodInsert)
+	table := testenv.Name("overlap")
+	first := st.open(t, basicTarget(table), table)
+	second := st.open(t, basicTarget(table), table) // same mapping, group and topic
+	svc := testenv.Conn(t, "service")
+	// The first instance's transaction stays open a while after writing.
+	testenv.Exec(t, svc, fmt.Sprintf(`CREATE FUNCTION %[1]s() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.name = 'newer' THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$;
+		CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON %[2]s FOR EACH ROW EXECUTE FUNCTION %[1]s()`,
+		schema.QuoteIdent(table+"_slow"), schema.QuoteIdent(table)))
+	older := change(schema.OpCreate, 1, `{"id":1,"name":"older","n":1}`, 1, 0)
+	newer := change(schema.OpUpdate, 1, `{"id":1,"name":"newer","n":1}`, 2, 1)
+	older.Topic, newer.Topic = table, table
+	errs := make(chan error, 1)
+	go func() { errs <- first.Apply(context.Background(), []pipeline.Change{older, newer}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		svc.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = 'service'`).Scan(&n)
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first batch never reached its trigger")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	apply(t, second, older) // the same offset again, from the other instance
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	want(t, st, table, 1, "name", "newer")
+}

@@ -295,7 +295,7 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		}
 	}
 	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
-		done, err := s.readProgress(ctx, tx)
+		done, err := s.readProgress(ctx, tx, batch)
 		if err != nil {
 			return err
 		}
@@ -384,8 +384,25 @@ type progress struct {
 	commitLSN, lsn uint64
 }
 
-func (s *Sink) readProgress(ctx context.Context, tx pgx.Tx) (map[int]progress, error) {
-	rows, err := tx.Query(ctx, `SELECT partition, "offset", commit_lsn, lsn FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 FOR UPDATE`, s.cfg.Group, s.cfg.Topic)
+// readProgress locks and reads what the group has applied of the batch's
+// partitions. A partition's row is created first if missing (offset -1):
+// two instances applying the same partition around a rebalance then
+// serialize on that row, and the later one sees what the earlier one
+// committed, instead of both finding no row and applying overlapping
+// batches (a row could go back to an older version).
+func (s *Sink) readProgress(ctx context.Context, tx pgx.Tx, batch []pipeline.Change) (map[int]progress, error) {
+	var parts []int32
+	seen := map[int]bool{}
+	for i := range batch {
+		if p := batch[i].Partition; !seen[p] {
+			seen[p] = true
+			parts = append(parts, int32(p))
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO scoop.sink_offsets (mapping, topic, partition, "offset") SELECT $1, $2, p, -1 FROM unnest($3::int[]) p ON CONFLICT DO NOTHING`, s.cfg.Group, s.cfg.Topic, parts); err != nil {
+		return nil, fmt.Errorf("create sink offsets: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT partition, "offset", commit_lsn, lsn FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 AND partition = ANY($3) FOR UPDATE`, s.cfg.Group, s.cfg.Topic, parts)
 	if err != nil {
 		return nil, fmt.Errorf("read sink offsets: %w", err)
 	}
