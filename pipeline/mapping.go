@@ -2,6 +2,9 @@ package pipeline
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +68,15 @@ type Mapping struct {
 // File is the mapping file.
 type File struct {
 	Mappings []Mapping `yaml:"mappings"`
+}
+
+// Digest identifies the file's mappings (after defaults), so that the
+// registry can tell which file it was last applied from; comments and
+// layout do not count.
+func (f *File) Digest() string {
+	b, _ := json.Marshal(f.Mappings)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // MappingError names the mapping and field at fault and the fix.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -53,7 +54,15 @@ func (r *Registry) conn(ctx context.Context) (*pgx.Conn, error) {
 			PRIMARY KEY (slot, name));
 		CREATE TABLE IF NOT EXISTS scoop.registry (
 			slot     text PRIMARY KEY,
-			version  bigint NOT NULL)`)
+			version  bigint NOT NULL);
+		-- The mappings file last applied (registry.FileState); added by
+		-- this version, and only when missing: ALTER TABLE would lock the
+		-- table every instance polls.
+		DO $$ BEGIN
+			IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'scoop.registry'::regclass AND attname = 'file_digest') THEN
+				ALTER TABLE scoop.registry ADD COLUMN file_digest text, ADD COLUMN file_applied_at timestamptz;
+			END IF;
+		END $$`)
 	if err != nil {
 		conn.Close(context.Background())
 		return nil, err
@@ -147,6 +156,16 @@ func (r *Registry) list(ctx context.Context, q interface {
 // transaction, after checking every mapping against the monolith's catalog.
 // A bad file changes nothing.
 func (r *Registry) Apply(ctx context.Context, file *pipeline.File) ([]registry.Step, error) {
+	return r.apply(ctx, file, false)
+}
+
+// ApplyAtStart applies the file as Apply does, unless the registry was last
+// applied from another file (registry.ErrFileDiffers).
+func (r *Registry) ApplyAtStart(ctx context.Context, file *pipeline.File) ([]registry.Step, error) {
+	return r.apply(ctx, file, true)
+}
+
+func (r *Registry) apply(ctx context.Context, file *pipeline.File, atStart bool) ([]registry.Step, error) {
 	conn, err := r.conn(ctx)
 	if err != nil {
 		return nil, err
@@ -159,6 +178,15 @@ func (r *Registry) Apply(ctx context.Context, file *pipeline.File) ([]registry.S
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('scoop.registry:' || $1))`, r.slot); err != nil {
 			return err
+		}
+		if atStart {
+			last, err := r.fileState(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if err := last.Allows(file.Digest()); err != nil {
+				return err
+			}
 		}
 		current, _, err := r.list(ctx, tx)
 		if err != nil {
@@ -184,11 +212,42 @@ func (r *Registry) Apply(ctx context.Context, file *pipeline.File) ([]registry.S
 			}
 		}
 		if changed {
-			return bumpVersion(ctx, tx, r.slot)
+			if err := bumpVersion(ctx, tx, r.slot); err != nil {
+				return err
+			}
 		}
-		return nil
+		return r.recordFile(ctx, tx, file.Digest())
 	})
 	return steps, err
+}
+
+// fileState reads which file the registry was last applied from.
+func (r *Registry) fileState(ctx context.Context, tx pgx.Tx) (registry.FileState, error) {
+	var st registry.FileState
+	var digest *string
+	var at *time.Time
+	err := tx.QueryRow(ctx, `SELECT file_digest, file_applied_at FROM scoop.registry WHERE slot = $1`, r.slot).Scan(&digest, &at)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return st, fmt.Errorf("read the mappings file last applied: %w", err)
+	}
+	if digest != nil {
+		st.Digest = *digest
+	}
+	if at != nil {
+		st.AppliedAt = *at
+	}
+	return st, nil
+}
+
+// recordFile records the file just applied (digest, or registry.Edited for a
+// change made by hand), without changing the version.
+func (r *Registry) recordFile(ctx context.Context, tx pgx.Tx, digest string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO scoop.registry (slot, version, file_digest, file_applied_at) VALUES ($1, 0, $2, now())
+		ON CONFLICT (slot) DO UPDATE SET file_digest = EXCLUDED.file_digest, file_applied_at = EXCLUDED.file_applied_at`, r.slot, digest)
+	if err != nil {
+		return fmt.Errorf("record the mappings file applied: %w", err)
+	}
+	return nil
 }
 
 func bumpVersion(ctx context.Context, tx pgx.Tx, slot string) error {
@@ -215,7 +274,11 @@ func (r *Registry) Remove(ctx context.Context, name string) error {
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("%w: %q (see scoop mappings list)", ErrNoSuchMapping, name)
 		}
-		return bumpVersion(ctx, tx, r.slot)
+		if err := bumpVersion(ctx, tx, r.slot); err != nil {
+			return err
+		}
+		// No file holds what the registry holds now.
+		return r.recordFile(ctx, tx, registry.Edited)
 	})
 }
 

@@ -56,7 +56,9 @@ func Run(ctx context.Context, cfg *Config, version string) error {
 		if err != nil {
 			return err
 		}
-		steps, err := d.registry.Apply(ctx, file)
+		// Only a file the registry already follows (or a registry no file
+		// set yet): see registry.FileState.Allows.
+		steps, err := d.registry.ApplyAtStart(ctx, file)
 		if err != nil {
 			return fmt.Errorf("%s: %w", cfg.MappingsFile, err)
 		}

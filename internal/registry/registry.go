@@ -8,6 +8,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -109,8 +110,11 @@ type Store interface {
 	// List returns the mappings and the version they belong to.
 	List(ctx context.Context) ([]Mapping, int64, error)
 	// Apply makes the registry hold exactly the file's mappings, all or
-	// nothing, and returns the steps taken.
+	// nothing, and returns the steps taken (scoop mappings apply).
 	Apply(ctx context.Context, file *pipeline.File) ([]Step, error)
+	// ApplyAtStart is Apply for scoop run's SCOOP_MAPPINGS_FILE: it applies
+	// only when FileState.Allows the file, else returns ErrFileDiffers.
+	ApplyAtStart(ctx context.Context, file *pipeline.File) ([]Step, error)
 	// Get returns one mapping (an error naming it when it is unknown).
 	Get(ctx context.Context, name string) (*Mapping, error)
 	// Remove deletes one mapping.
@@ -120,4 +124,44 @@ type Store interface {
 	// positioned before any instance joins it.
 	NextGeneration(ctx context.Context, name string, prepare func(next *Mapping) error) (*Mapping, error)
 	Close()
+}
+
+// FileState says which mappings file the registry was last applied from.
+type FileState struct {
+	// Digest is pipeline.File.Digest of the file last applied; "" when no
+	// file was ever applied, Edited when the registry was changed by hand
+	// (scoop mappings remove) since.
+	Digest    string
+	AppliedAt time.Time
+}
+
+// Edited is the FileState.Digest of a registry changed by hand.
+const Edited = "edited"
+
+// ErrFileDiffers refuses a scoop run whose SCOOP_MAPPINGS_FILE is not the
+// file the registry was last applied from.
+var ErrFileDiffers = errors.New("the mappings file is not the one the registry was last applied from")
+
+// Allows says whether scoop run may apply the file with this digest at
+// start: when no file was ever applied, or this very file was. Any other
+// file would revert what a newer file (or a change by hand) did, as an
+// instance of the previous release restarting during a rolling deploy
+// would: only scoop mappings apply changes the registry to another file.
+func (st FileState) Allows(digest string) error {
+	if st.Digest == "" || st.Digest == digest {
+		return nil
+	}
+	last := "applied from a file with digest " + short(st.Digest)
+	if st.Digest == Edited {
+		last = "changed by scoop mappings remove"
+	}
+	return fmt.Errorf("%w: this file has digest %s, the registry was last %s at %s; scoop run never reverts the registry (fix: run scoop mappings apply -f FILE to make the registry hold this file, or unset SCOOP_MAPPINGS_FILE to run with the registry as it is)",
+		ErrFileDiffers, short(digest), last, st.AppliedAt.UTC().Format(time.RFC3339))
+}
+
+func short(digest string) string {
+	if len(digest) > 12 {
+		return digest[:12]
+	}
+	return digest
 }
