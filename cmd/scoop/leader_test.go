@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,4 +88,67 @@ func TestSourceLeadership(t *testing.T) {
 	<-done
 	waitEqual(t, c, "after two takeovers", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
 	t.Logf("%d rows written across two takeovers, all in the store", written.Load())
+}
+
+// TestRollingRestart: three instances under a steady write load into both
+// stores, restarted one by one (SIGTERM), then one SIGKILLed: nothing is
+// lost and both stores converge to the monolith.
+func TestRollingRestart(t *testing.T) {
+	table := createTable(t, 50)
+	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: roll-pg\n    source: public.%[1]s\n    store: accounts\n  - name: roll-cass\n    source: public.%[1]s\n    store: orders\n", table))
+	var procs [3]*proc
+	for i := range procs {
+		procs[i] = startProc(t, e.env)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(procs[0].logs()+procs[1].logs()+procs[2].logs(), "msg=streaming") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no instance streams:\n%s", tail(procs[0].logs(), 2000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w, err := pgx.Connect(context.Background(), testenv.PGURL("monolith"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer w.Close(context.Background())
+		q := schema.QuoteIdent(table)
+		for id := 1000; ctx.Err() == nil; id += 3 {
+			// Inserts, an update of an earlier row and a delete, in one transaction.
+			err := pgx.BeginFunc(context.Background(), w, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(context.Background(), fmt.Sprintf(`INSERT INTO %s SELECT g, g, 'r' FROM generate_series($1::int, $1::int + 2) g`, q), id); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(context.Background(), fmt.Sprintf(`UPDATE %s SET note = 'updated' WHERE id = $1`, q), id-30); err != nil {
+					return err
+				}
+				_, err := tx.Exec(context.Background(), fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, q), id-61)
+				return err
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	for i := range procs {
+		time.Sleep(2 * time.Second)
+		procs[i].cmd.Process.Signal(syscall.SIGTERM)
+		procs[i].cmd.Wait()
+		procs[i] = startProc(t, e.env)
+	}
+	time.Sleep(2 * time.Second)
+	procs[1].kill()
+	time.Sleep(2 * time.Second)
+	stop()
+	<-done
+	waitEqual(t, procs[2], "rolling restart -> PostgreSQL", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
+	waitEqual(t, procs[2], "rolling restart -> Cassandra", pgOrders(t, "monolith", table), cassandraRows(t, e.keyspace, table))
 }
