@@ -119,6 +119,11 @@ func TestVerify(t *testing.T) {
 				t.Fatalf("%s: exit %d, %d rows, diffs %v\n%s", name, code, r.Rows, r.diffs(), errs)
 			}
 		}
+		code, out, errs := runVerify(t, e.env, "--all")
+		if code != 0 || !strings.Contains(out, "verify ver-pg: public."+table+" -> accounts."+table+": equal: 300 rows") ||
+			!strings.Contains(out, "verify ver-cass: public."+table+" -> orders."+table+": equal: 300 rows") {
+			t.Fatalf("--all: exit %d\n%s\n%s", code, out, errs)
+		}
 	})
 
 	t.Run("tampered", func(t *testing.T) {

@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -26,11 +26,11 @@ import (
 
 // cassandraStore compares a Cassandra target. The monolith's rows are read
 // in key order as text, turned into the values the sink writes
-// (schema.AppendJSON, then cassandra.Value) and hashed; the target's row of
-// each key is read (its mapped columns only) and hashed the same way. A
-// scan of the target's keys in token order, checked against the monolith,
-// finds the extra rows. Timestamps compare at Cassandra's millisecond
-// precision.
+// (schema.AppendJSON, then cassandra.Value) and hashed; at the same time the
+// target is scanned in token order (its mapped columns only) and its rows
+// hashed the same way. Both sides sum into buckets by key (flat memory); only
+// the buckets that differ are read again to name keys. Timestamps compare at
+// Cassandra's millisecond precision.
 type cassandraStore struct {
 	p       *plan
 	src     *pgx.Conn
@@ -46,7 +46,6 @@ type cassandraStore struct {
 
 	selectSrc, selectDst string // one row by key
 	scanFirst, scanNext  string // monolith chunks
-	existsSrc            string
 }
 
 const inFlight = 64
@@ -115,7 +114,6 @@ func (s *cassandraStore) prepare(ctx context.Context) error {
 	s.scanFirst = "SELECT " + strings.Join(srcCols, ", ") + from + order
 	s.scanNext = "SELECT " + strings.Join(srcCols, ", ") + from + " WHERE (" + strings.Join(srcKeys, ", ") + ") > (" + strings.Join(marks, ", ") + ")" + order
 	s.selectSrc = "SELECT " + strings.Join(srcCols, ", ") + from + " WHERE " + strings.Join(srcWhere, " AND ")
-	s.existsSrc = "SELECT 1" + from + " WHERE " + strings.Join(srcWhere, " AND ")
 	s.selectDst = "SELECT " + strings.Join(dstCols, ", ") + " FROM " + s.table + " WHERE " + strings.Join(dstWhere, " AND ")
 	// The table must exist: a clear error beats one per key.
 	if err := s.session.Query("SELECT " + strings.Join(dstCols, ", ") + " FROM " + s.table + " LIMIT 1").WithContext(ctx).Exec(); err != nil {
@@ -208,135 +206,192 @@ func (s *cassandraStore) targetHash(ctx context.Context, keyVal []any) (*string,
 	return &out, nil
 }
 
-func (s *cassandraStore) scan(ctx context.Context, suspect func(Diff)) error {
-	var mu sync.Mutex
-	report := func(d Diff) { mu.Lock(); suspect(d); mu.Unlock() }
+// buckets is a table's digest: rows are spread over buckets by a hash of
+// their key, and each bucket keeps its row count and the sum of its rows'
+// hashes, so both stores can be read in any order with flat memory.
+type buckets struct {
+	count []int64
+	sum   []uint64
+}
+
+const nBuckets = 4096
+
+func newBuckets() *buckets {
+	return &buckets{count: make([]int64, nBuckets), sum: make([]uint64, nBuckets)}
+}
+
+func bucketOf(key []string) int {
+	h := fnv.New64a()
+	for _, k := range key {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+	}
+	return int(h.Sum64() % nBuckets)
+}
+
+func (b *buckets) add(key []string, hash string) {
+	i := bucketOf(key)
+	b.count[i]++
+	v, _ := strconv.ParseUint(hash[:16], 16, 64)
+	b.sum[i] += v
+}
+
+// eachSource streams the monolith's rows (key, hash) in key order, in
+// chunks of ChunkRows (short transactions).
+func (s *cassandraStore) eachSource(ctx context.Context, fn func(key []string, hash string)) error {
 	var last [][]byte
 	for {
-		var rows []srcRow
-		var lastKey [][]byte
 		var rr *pgconn.ResultReader
 		if last == nil {
 			rr = s.src.PgConn().ExecParams(ctx, s.scanFirst, nil, nil, nil, nil)
 		} else {
 			rr = s.src.PgConn().ExecParams(ctx, s.scanNext, last, s.keyOIDs, nil, nil)
 		}
+		n := 0
+		var lastKey [][]byte
 		for rr.NextRow() {
 			v := rr.Values()
-			rows = append(rows, s.sourceRow(v))
+			r := s.sourceRow(v)
+			fn(r.key, r.hash)
 			lastKey = lastKey[:0]
 			for _, i := range s.keyIdx {
 				lastKey = append(lastKey, append([]byte(nil), v[i]...))
 			}
+			n++
 		}
 		if _, err := rr.Close(); err != nil {
 			return fmt.Errorf("read the monolith table %s: %w", s.p.table, err)
 		}
-		s.p.rows += int64(len(rows))
-		if err := s.p.limiter.take(ctx, len(rows)); err != nil {
+		if err := s.p.limiter.take(ctx, n); err != nil {
 			return err
 		}
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(inFlight)
-		for _, r := range rows {
-			g.Go(func() error {
-				h, err := s.targetHash(gctx, r.keyVal)
-				if err != nil {
-					return err
-				}
-				switch {
-				case h == nil:
-					report(Diff{Kind: Missing, Key: s.p.key(r.key)})
-				case *h != r.hash:
-					report(Diff{Kind: Different, Key: s.p.key(r.key)})
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		if len(rows) < s.p.cfg.ChunkRows {
-			break
+		if n < s.p.cfg.ChunkRows {
+			return nil
 		}
 		last = lastKey
 	}
-	return s.scanExtra(ctx, suspect)
 }
 
-// scanExtra reads the target's keys in token order and looks each batch up
-// in the monolith.
-func (s *cassandraStore) scanExtra(ctx context.Context, suspect func(Diff)) error {
-	var keyCols []string
-	for _, i := range s.keyIdx {
-		keyCols = append(keyCols, schema.QuoteIdent(s.cols[i].Name))
+// eachTarget streams the target's rows (key, hash) in token order: one
+// scan of the mapped columns, paged.
+func (s *cassandraStore) eachTarget(ctx context.Context, fn func(key []string, hash string)) error {
+	var cols []string
+	for _, c := range s.cols {
+		cols = append(cols, schema.QuoteIdent(c.Name))
 	}
-	iter := s.session.Query("SELECT " + strings.Join(keyCols, ", ") + " FROM " + s.table).WithContext(ctx).PageSize(5000).Iter()
-	var batch [][]string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := s.p.limiter.take(ctx, len(batch)); err != nil {
-			return err
-		}
-		exists, err := s.existInSource(ctx, batch)
-		if err != nil {
-			return err
-		}
-		for i, ok := range exists {
-			if !ok {
-				suspect(Diff{Kind: Extra, Key: s.p.key(batch[i])})
-			}
-		}
-		batch = batch[:0]
-		return nil
-	}
+	iter := s.session.Query("SELECT " + strings.Join(cols, ", ") + " FROM " + s.table).WithContext(ctx).PageSize(5000).Iter()
+	dests := make([]any, len(s.cols))
+	canon := make([]*string, len(s.cols))
+	h := md5.New()
+	n := 0
 	for {
-		dests := make([]any, len(s.keyIdx))
-		for j, i := range s.keyIdx {
-			dests[j] = scanDest(s.cqlType[i])
+		for i, t := range s.cqlType {
+			dests[i] = scanDest(t)
 		}
 		if !iter.Scan(dests...) {
 			break
 		}
-		key := make([]string, len(dests))
-		for j, d := range dests {
-			key[j], _ = canonical(s.cqlType[s.keyIdx[j]], d)
+		key := make([]string, len(s.keyIdx))
+		for i, d := range dests {
+			canon[i] = nil
+			if c, ok := canonical(s.cqlType[i], d); ok {
+				canon[i] = &c
+			}
 		}
-		batch = append(batch, key)
-		if len(batch) >= 1000 {
-			if err := flush(); err != nil {
+		for j, i := range s.keyIdx {
+			key[j] = deref(canon[i])
+		}
+		h.Reset()
+		writeHash(h, canon)
+		fn(key, hex.EncodeToString(h.Sum(nil)))
+		if n++; n == 1000 {
+			if err := s.p.limiter.take(ctx, n); err != nil {
 				iter.Close()
 				return err
 			}
+			n = 0
 		}
 	}
 	if err := iter.Close(); err != nil {
-		return fmt.Errorf("scan the keys of %s: %w", s.table, err)
+		return fmt.Errorf("scan %s: %w", s.table, err)
 	}
-	return flush()
+	return nil
 }
 
-// existInSource says which keys (canonical text) the monolith holds.
-func (s *cassandraStore) existInSource(ctx context.Context, keys [][]string) ([]bool, error) {
-	b := &pgconn.Batch{}
-	for _, k := range keys {
-		args := make([][]byte, len(k))
-		for i, v := range k {
-			args[i] = []byte(v)
+// scan reads both stores at once into bucket digests; the buckets that
+// differ are read again, keeping only their rows, to name the keys.
+func (s *cassandraStore) scan(ctx context.Context, suspect func(Diff)) error {
+	src, dst := newBuckets(), newBuckets()
+	var rows int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return s.eachSource(gctx, func(key []string, hash string) { src.add(key, hash); rows++ })
+	})
+	g.Go(func() error {
+		return s.eachTarget(gctx, func(key []string, hash string) { dst.add(key, hash) })
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	s.p.rows = rows
+	var bad []int
+	for i := range nBuckets {
+		if src.count[i] != dst.count[i] || src.sum[i] != dst.sum[i] {
+			bad = append(bad, i)
 		}
-		b.ExecParams(s.existsSrc, args, s.keyOIDs, nil, nil)
 	}
-	results, err := s.src.PgConn().ExecBatch(ctx, b).ReadAll()
-	if err != nil {
-		return nil, fmt.Errorf("look keys of %s up in the monolith: %w", s.table, err)
+	// A few buckets per pass keep memory bounded when many differ.
+	const perPass = 256
+	for start := 0; start < len(bad); start += perPass {
+		if err := s.diffBuckets(ctx, bad[start:min(start+perPass, len(bad))], suspect); err != nil {
+			return err
+		}
 	}
-	out := make([]bool, len(keys))
-	for i, r := range results {
-		out[i] = len(r.Rows) > 0
+	return nil
+}
+
+// diffBuckets names the differing keys of some buckets: the monolith's rows
+// of those buckets in memory, the target's compared with them as they come.
+func (s *cassandraStore) diffBuckets(ctx context.Context, bad []int, suspect func(Diff)) error {
+	want := map[int]bool{}
+	for _, b := range bad {
+		want[b] = true
 	}
-	return out, nil
+	type row struct {
+		key  []string
+		hash string
+		seen bool
+	}
+	src := map[string]*row{}
+	if err := s.eachSource(ctx, func(key []string, hash string) {
+		if want[bucketOf(key)] {
+			src[strings.Join(key, "\x00")] = &row{key: key, hash: hash}
+		}
+	}); err != nil {
+		return err
+	}
+	if err := s.eachTarget(ctx, func(key []string, hash string) {
+		if !want[bucketOf(key)] {
+			return
+		}
+		r, ok := src[strings.Join(key, "\x00")]
+		switch {
+		case !ok:
+			suspect(Diff{Kind: Extra, Key: s.p.key(key)})
+			return
+		case r.hash != hash:
+			suspect(Diff{Kind: Different, Key: s.p.key(key)})
+		}
+		r.seen = true
+	}); err != nil {
+		return err
+	}
+	for _, r := range src {
+		if !r.seen {
+			suspect(Diff{Kind: Missing, Key: s.p.key(r.key)})
+		}
+	}
+	return nil
 }
 
 // sourceHashes reads the keys' rows in the monolith in one snapshot.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/scoop-cdc/scoop/connectors/postgres"
 	"github.com/scoop-cdc/scoop/pipeline"
@@ -15,9 +16,9 @@ import (
 
 // pgStore compares a PostgreSQL target. Both databases render each row as
 // the text of ROW(columns...) in the target's column types, in sessions with
-// the same settings (postgres.Connect), and hash it with md5; a range's
-// hash is the count and the sum of the first 60 bits of its rows' hashes, so
-// no sort is needed. The monolith's value of a converted column is cast to
+// the same settings (postgres.Connect); a range's hash is its count and the
+// sum of its rows' 64-bit hashes (hashtextextended), so no sort is needed.
+// Rows of a range that differs are compared by md5. The monolith's value of a converted column is cast to
 // the target type from the text the sink would have written (the value's
 // form in the change event), so equal data renders equal.
 type pgStore struct {
@@ -204,7 +205,8 @@ func (s *pgStore) rangeHash(ctx context.Context, side int, lo, hi []string) (cou
 	sd := &s.side[side]
 	conn := []*pgx.Conn{s.src, s.dst}[side]
 	where, args, oids := sd.rangeWhere(lo, hi)
-	q := fmt.Sprintf("SELECT count(*), coalesce(sum(('x' || left(md5(%s), 15))::bit(60)::bigint), 0) FROM %s s%s", sd.row, sd.table, where)
+	// A 64-bit hash of each row's text (bytewise: collation "C"), summed.
+	q := fmt.Sprintf(`SELECT count(*), coalesce(sum(hashtextextended(%s COLLATE "C", 0)), 0) FROM %s s%s`, sd.row, sd.table, where)
 	rr := conn.PgConn().ExecParams(ctx, q, args, oids, nil, nil)
 	for rr.NextRow() {
 		v := rr.Values()
@@ -240,11 +242,17 @@ func (s *pgStore) scan(ctx context.Context, suspect func(Diff)) error {
 		if err != nil {
 			return err
 		}
+		// Both databases hash the range at once.
 		var h [2][2]string
+		var g errgroup.Group
 		for side := range 2 {
-			if h[side][0], h[side][1], err = s.rangeHash(ctx, side, lo, hi); err != nil {
+			g.Go(func() (err error) {
+				h[side][0], h[side][1], err = s.rangeHash(ctx, side, lo, hi)
 				return err
-			}
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
 		}
 		var n int
 		fmt.Sscan(h[0][0], &n)
