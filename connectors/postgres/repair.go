@@ -126,7 +126,10 @@ func Republish(ctx context.Context, cfg RepublishConfig, keys []map[string]strin
 				if _, err := rr.Close(); err != nil {
 					return fmt.Errorf("read %s: %w", cfg.Table, err)
 				}
-				src := schema.Source{LSN: at, CommitTime: now, Snapshot: schema.SnapshotIncremental}
+				// The lock's WAL position as commit LSN: later than every commit
+				// before the lock, so a sink that skips what a done truncate
+				// wiped (positions before it) never skips a repair.
+				src := schema.Source{LSN: at, CommitLSN: at, CommitTime: now, Snapshot: schema.SnapshotIncremental}
 				ev := schema.Event{Op: schema.OpRead, Table: t, After: row, Source: src}
 				if row == nil {
 					ev = schema.Event{Op: schema.OpDelete, Table: t, Before: keyRow, Source: src}
