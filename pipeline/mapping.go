@@ -122,9 +122,84 @@ func (m *Mapping) TopicName(prefix string) string {
 	return TopicFor(prefix, schemaName, table)
 }
 
-// TopicFor is the default topic name of a table.
+// TopicFor is the default topic name of a table, <prefix>.<schema>.<table>,
+// made a name Kafka accepts the way Debezium's topic naming does: every
+// character other than an ASCII letter, digit, '.', '_' or '-' becomes '_'
+// (one per character), and the name is cut at 249 characters. Two tables
+// whose names then meet are refused by CheckTopics.
 func TopicFor(prefix, schemaName, table string) string {
-	return prefix + "." + schemaName + "." + table
+	var b strings.Builder
+	for _, r := range prefix + "." + schemaName + "." + table {
+		if b.Len() == maxTopicLen {
+			break
+		}
+		if topicRune(r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// maxTopicLen is the longest topic name Kafka accepts.
+const maxTopicLen = 249
+
+func topicRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+}
+
+// topicProblem says why Kafka would refuse a topic name ("" if it would not).
+func topicProblem(name string) string {
+	switch {
+	case len(name) > maxTopicLen:
+		return fmt.Sprintf("%q is %d characters long; Kafka allows %d at most", name, len(name), maxTopicLen)
+	case name == "." || name == "..":
+		return fmt.Sprintf("Kafka refuses %q as a topic name", name)
+	}
+	for _, r := range name {
+		if !topicRune(r) {
+			return fmt.Sprintf("%q has a character Kafka refuses in topic names (%q)", name, r)
+		}
+	}
+	return ""
+}
+
+// CheckTopics refuses mappings that Kafka's topics cannot keep apart: two
+// tables whose topics meet (the same name, or names Kafka holds to collide
+// because they differ only in '.' and '_'), and one table given two topics
+// (the source publishes a table to one topic). Errors name both mappings.
+func CheckTopics(prefix string, mappings []Mapping) error {
+	type use struct {
+		mapping, table, topic string
+	}
+	byTopic := map[string]use{} // by the topic with '.' read as '_'
+	byTable := map[string]use{}
+	var errs []error
+	for i := range mappings {
+		m := &mappings[i]
+		s, t := m.SourceTable()
+		u := use{m.Name, s + "." + t, m.TopicName(prefix)}
+		if prev, ok := byTable[u.table]; ok && prev.topic != u.topic {
+			errs = append(errs, &MappingError{Mapping: m.Name, Field: "topic", Problem: fmt.Sprintf("mappings %s and %s read the same table %s but name different topics %q and %q", prev.mapping, m.Name, u.table, prev.topic, u.topic), Fix: "give both mappings the same topic, or leave it out of both"})
+			continue
+		}
+		byTable[u.table] = u
+		collides := strings.ReplaceAll(u.topic, ".", "_")
+		if prev, ok := byTopic[collides]; ok && prev.table != u.table {
+			problem := fmt.Sprintf("mapping %s (table %s) and mapping %s (table %s) would both publish to topic %q", prev.mapping, prev.table, m.Name, u.table, u.topic)
+			if prev.topic != u.topic {
+				problem = fmt.Sprintf("topic %q of mapping %s (table %s) collides in Kafka with topic %q of mapping %s (table %s): they differ only in '.' and '_'", u.topic, m.Name, u.table, prev.topic, prev.mapping, prev.table)
+			}
+			errs = append(errs, &MappingError{Mapping: m.Name, Field: "topic", Problem: problem, Fix: "set topic: to a distinct name in one of the mappings (characters other than letters, digits, '.', '_' and '-' become '_' in the default topic name)"})
+			continue
+		}
+		byTopic[collides] = u
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w:\n%w", ErrInvalidMappings, errors.Join(errs...))
+	}
+	return nil
 }
 
 // TargetColumn says whether a source column goes to the target and under
@@ -211,6 +286,11 @@ func (f *File) Validate(stores map[string]string) error {
 			bad("source", "missing", "name the monolith table as schema.table, e.g. public.users")
 		} else if s, t := m.SourceTable(); s == "" || t == "" || strings.Count(m.Source, ".") > 1 {
 			bad("source", fmt.Sprintf("%q is not schema.table", m.Source), "write the table as schema.table, e.g. public.users")
+		}
+		if m.Topic != "" {
+			if problem := topicProblem(m.Topic); problem != "" {
+				bad("topic", problem, fmt.Sprintf("use at most %d ASCII letters, digits, '.', '_' and '-', or leave topic out for <prefix>.<schema>.<table>", maxTopicLen))
+			}
 		}
 		if m.Store == "" {
 			bad("store", "missing", "name the service store; its URL comes from SCOOP_STORE_<STORE>_URL")

@@ -45,6 +45,9 @@ func mappingsCommand(ctx context.Context, args []string, stdout io.Writer) error
 		if err != nil {
 			return err
 		}
+		if err := pipeline.CheckTopics(cfg.TopicPrefix, f.Mappings); err != nil {
+			return fmt.Errorf("%s: %w", *file, err)
+		}
 		if *dry {
 			current, _, err := reg.List(ctx)
 			if err != nil {

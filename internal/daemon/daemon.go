@@ -56,6 +56,9 @@ func Run(ctx context.Context, cfg *Config, version string) error {
 		if err != nil {
 			return err
 		}
+		if err := pipeline.CheckTopics(cfg.TopicPrefix, file.Mappings); err != nil {
+			return fmt.Errorf("%s: %w", cfg.MappingsFile, err)
+		}
 		// Only a file the registry already follows (or a registry no file
 		// set yet): see registry.FileState.Allows.
 		steps, err := d.registry.ApplyAtStart(ctx, file)
@@ -137,6 +140,15 @@ func (d *daemon) usable(all []registry.Mapping) []registry.Mapping {
 }
 
 func (d *daemon) newSource(mappings []registry.Mapping) (*postgres.Source, error) {
+	specs := make([]pipeline.Mapping, len(mappings))
+	for i := range mappings {
+		specs[i] = mappings[i].Mapping
+	}
+	// Applies check this too; a registry written under another prefix may
+	// still collide.
+	if err := pipeline.CheckTopics(d.cfg.TopicPrefix, specs); err != nil {
+		return nil, fmt.Errorf("mapping registry: %w", err)
+	}
 	topics := map[postgres.TableName]string{}
 	var tables []postgres.TableName
 	for i := range mappings {
