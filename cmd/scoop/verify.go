@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -74,8 +75,14 @@ func verifyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		mappings = append(mappings, *m)
 	}
 	var progress io.Writer
+	onTerminal := false
 	if !*quiet {
 		progress = stderr
+		if f, ok := stderr.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				onTerminal = true
+			}
+		}
 	}
 	code := verifyEqual
 	var reports []*verify.Report
@@ -88,7 +95,7 @@ func verifyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			SourceURL: cfg.SourceURL, StoreURL: url, Mapping: m.Mapping,
 			Cassandra: cassandra.SinkConfig{TLS: cfg.CassandraTLS, CAFile: cfg.CassandraCAFile,
 				Username: cfg.CassandraUsername, Password: cfg.CassandraPassword},
-			ChunkRows: *chunk, MaxRowsPerSecond: *rate, Progress: progress,
+			ChunkRows: *chunk, MaxRowsPerSecond: *rate, Progress: progress, ProgressBar: onTerminal,
 		}
 		if len(cfg.KafkaBrokers) > 0 {
 			vcfg.Settle = settler(cfg, &m, *settle)

@@ -66,8 +66,11 @@ type Config struct {
 	// Rounds is how often suspects are settled and compared again (default 5).
 	Rounds int
 	// Progress gets a line every ProgressEvery (default 5 s); nil: none.
+	// With ProgressBar (Progress is a terminal) it gets a bar redrawn in
+	// place instead.
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	ProgressBar   bool
 }
 
 // Diff is one differing key.
@@ -153,6 +156,9 @@ type plan struct {
 	keys    []pipeline.Column          // target key columns
 	limiter *limiter
 	rows    int64 // source rows read by scan
+	// estimate is the planner's row count of the monolith table, and sides
+	// how many stores' rows the limiter counts: for the progress bar.
+	estimate, sides int64
 }
 
 func newPlan(ctx context.Context, cfg *Config) (*plan, error) {
@@ -201,6 +207,11 @@ func (p *plan) orderKeys(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the primary key of %s: %w", p.table, err)
 	}
+	// The planner's estimate sizes the progress bar (-1: never analysed).
+	if err := conn.QueryRow(ctx, `SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)`,
+		schema.QuoteQualified(p.table.Schema, p.table.Name)).Scan(&p.estimate); err != nil {
+		return fmt.Errorf("read the size of %s: %w", p.table, err)
+	}
 	pos := map[string]int{}
 	for i, n := range names {
 		pos[n] = i
@@ -241,8 +252,10 @@ func open(ctx context.Context, cfg *Config) (*plan, store, error) {
 	var st store
 	switch {
 	case strings.HasPrefix(cfg.StoreURL, "postgres://"), strings.HasPrefix(cfg.StoreURL, "postgresql://"):
+		p.sides = 1 // the monolith's rows pace the comparison
 		st, err = newPGStore(ctx, p)
 	case strings.HasPrefix(cfg.StoreURL, "cassandra://"):
+		p.sides = 2 // both stores are scanned
 		st, err = newCassandraStore(ctx, p)
 	default:
 		err = fmt.Errorf("%w: store URL scheme of %s is neither postgres:// nor cassandra://", ErrUnsupported, cfg.Mapping.Store)
@@ -444,24 +457,46 @@ func (p *plan) progress(ctx context.Context, extra func() string) (stop func()) 
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	started := time.Now()
+	every := p.cfg.ProgressEvery
+	if p.cfg.ProgressBar {
+		every = 250 * time.Millisecond
+	}
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(p.cfg.ProgressEvery)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
+				if p.cfg.ProgressBar {
+					fmt.Fprint(p.cfg.Progress, "\r\033[K") // clear the bar
+				}
 				return
 			case <-ctx.Done():
 				return
 			case <-t.C:
 				n := p.limiter.total()
 				rate := float64(n) / time.Since(started).Seconds()
-				fmt.Fprintf(p.cfg.Progress, "verify %s: %d rows compared (%.0f rows/s), %s\n", p.cfg.Mapping.Name, n, rate, extra())
+				if !p.cfg.ProgressBar {
+					fmt.Fprintf(p.cfg.Progress, "verify %s: %d rows compared (%.0f rows/s), %s\n", p.cfg.Mapping.Name, n, rate, extra())
+					continue
+				}
+				fmt.Fprintf(p.cfg.Progress, "\r\033[Kverify %s %s %d rows (%.0f rows/s), %s", p.cfg.Mapping.Name, bar(n, p.estimate*p.sides), n, rate, extra())
 			}
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// bar draws [#####     ] 50% for n of about total (the planner's estimate).
+func bar(n, total int64) string {
+	const width = 20
+	if total <= 0 {
+		return ""
+	}
+	f := min(float64(n)/float64(total), 1)
+	full := int(f * width)
+	return fmt.Sprintf("[%s%s] %3.0f%%", strings.Repeat("#", full), strings.Repeat(" ", width-full), f*100)
 }
 
 // RepairKeys turns differing keys into the monolith's key values (source

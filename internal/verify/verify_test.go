@@ -89,3 +89,18 @@ func TestLimiterPaces(t *testing.T) {
 		t.Fatal(l.total())
 	}
 }
+
+func TestProgressBar(t *testing.T) {
+	for _, c := range []struct {
+		n, total int64
+		want     string
+	}{
+		{50, 100, "[##########          ]  50%"},
+		{150, 100, "[####################] 100%"}, // the estimate was low
+		{5, 0, ""}, // never analysed: no bar
+	} {
+		if got := bar(c.n, c.total); got != c.want {
+			t.Errorf("bar(%d, %d) = %q, want %q", c.n, c.total, got, c.want)
+		}
+	}
+}
