@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -95,6 +96,25 @@ func (e *MappingError) Error() string {
 var ErrInvalidMappings = errors.New("invalid mappings")
 
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// cqlTableRe is what Cassandra accepts as a table name, quoted or not.
+var cqlTableRe = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+
+// cqlTableName suggests a Cassandra table name for name.
+func cqlTableName(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
+			b.WriteRune(r)
+		} else if b.Len() > 0 && !strings.HasSuffix(b.String(), "_") {
+			b.WriteByte('_')
+		}
+	}
+	if out := strings.Trim(b.String(), "_"); out != "" {
+		return out
+	}
+	return "t"
+}
 
 // SourceTable splits Source into schema and table (schema defaults to public).
 func (m *Mapping) SourceTable() (schemaName, table string) {
@@ -296,6 +316,11 @@ func (f *File) Validate(stores map[string]string) error {
 			bad("store", "missing", "name the service store; its URL comes from SCOOP_STORE_<STORE>_URL")
 		} else if _, ok := stores[strings.ToLower(m.Store)]; !ok {
 			bad("store", fmt.Sprintf("store %q has no URL", m.Store), fmt.Sprintf("set %s to postgres://... or cassandra://host:port/keyspace", StoreEnvVar(m.Store)))
+		}
+		if u, err := url.Parse(stores[strings.ToLower(m.Store)]); err == nil && u.Scheme == "cassandra" && !cqlTableRe.MatchString(m.TargetTable()) {
+			// The default target is the source table's name, which
+			// PostgreSQL allows to hold anything.
+			bad("target", fmt.Sprintf("%q is not a Cassandra table name (letters, digits and _ only)", m.TargetTable()), "set target: to a name such as "+cqlTableName(m.TargetTable()))
 		}
 		if m.Service == "" {
 			m.Service = m.Store

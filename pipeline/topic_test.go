@@ -71,3 +71,23 @@ func TestCheckTopics(t *testing.T) {
 		t.Fatalf("one table in two stores: %v", err)
 	}
 }
+
+// A Cassandra target that Cassandra would refuse (by default the source
+// table's name) is refused up front, naming the field and a name to use.
+func TestValidateCassandraTarget(t *testing.T) {
+	stores := map[string]string{"orders": "cassandra://127.0.0.1:9042/ks", "accounts": "postgres://x"}
+	body := "mappings:\n  - name: m\n    source: 'public.We\"ird; Tbl ☃'\n    store: orders\n"
+	_, err := ParseFile(strings.NewReader(body), stores)
+	want := `mapping m: field target: "We\"ird; Tbl ☃" is not a Cassandra table name (letters, digits and _ only) (fix: set target: to a name such as we_ird_tbl)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+	for _, ok := range []string{
+		"mappings:\n  - name: m\n    source: 'public.We\"ird; Tbl ☃'\n    store: orders\n    target: weird_tbl\n",
+		"mappings:\n  - name: m\n    source: 'public.We\"ird; Tbl ☃'\n    store: accounts\n",
+	} {
+		if _, err := ParseFile(strings.NewReader(ok), stores); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}
