@@ -193,6 +193,22 @@ func TestVerify(t *testing.T) {
 				writes.Add(3)
 			}
 		}()
+		// Hot rows: changed every 50 ms for the whole run.
+		hot := testenv.Conn(t, "monolith")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				hot.Exec(ctx, fmt.Sprintf(`UPDATE %s SET note = 'hot%d' WHERE id IN (1, 2, 3)`, q, i))
+			}
+		}()
 		defer func() { cancel(); wg.Wait() }()
 		for _, name := range []string{"ver-pg", "ver-cass"} {
 			code, r, errs := verifyJSON(t, e.env, name, "--chunk-rows", "32", "--max-rows-per-second", "2000")
@@ -235,5 +251,26 @@ func TestVerifyUsage(t *testing.T) {
 		if code != 2 || !strings.Contains(errb.String(), "scoop verify") {
 			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
 		}
+	}
+}
+
+// TestVerifyRepairAfterTruncate: once a truncate of the table was applied,
+// the sinks skip records positioned before it; a repair's records must be
+// positioned after it, or the repair is silently dropped.
+func TestVerifyRepairAfterTruncate(t *testing.T) {
+	table := createTable(t, 40)
+	q := schema.QuoteIdent(table)
+	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: rt-pg\n    source: public.%s\n    store: accounts\n", table))
+	d := startProc(t, e.env)
+	mono := testenv.Conn(t, "monolith")
+	testenv.Exec(t, mono, fmt.Sprintf(`BEGIN; TRUNCATE %[1]s; INSERT INTO %[1]s SELECT g, g, 'reloaded' FROM generate_series(1, 30) g; COMMIT`, q))
+	waitEqual(t, d, "after the truncate", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
+	svc := testenv.Conn(t, "service")
+	testenv.Exec(t, svc, fmt.Sprintf(`UPDATE %s SET note = 'tampered' WHERE id = 3`, q))
+	if code, r, errs := verifyJSON(t, e.env, "rt-pg", "--repair"); code != 0 || r.Repaired != 1 {
+		t.Fatalf("--repair: exit %d, repaired %d, diffs %v\n%s\n%s", code, r.Repaired, r.diffs(), errs, tail(d.logs(), 2000))
+	}
+	if code, r, errs := verifyJSON(t, e.env, "rt-pg"); code != 0 {
+		t.Fatalf("after repair: exit %d, diffs %v\n%s", code, r.diffs(), errs)
 	}
 }
