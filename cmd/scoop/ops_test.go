@@ -182,6 +182,14 @@ func TestReadinessNamesUnreachableStore(t *testing.T) {
 	waitEqual(t, d, "flaky", pgOrders(t, "monolith", flaky), pgOrders(t, "service", flaky))
 	base := "http://" + addr
 	readiness(t, d, base, 200, "ready\n", 30*time.Second)
+	// The source marks its snapshot done (and streams) a moment after the
+	// rows are in the stores.
+	waitFor(t, d, "both streaming, walsender active", 30*time.Second, func() (bool, string) {
+		js := status(t, addr, "--json")
+		a, _ := mappingState(t, addr, "ok")
+		b, _ := mappingState(t, addr, "flaky")
+		return a == "streaming" && b == "streaming" && strings.Contains(js, `"active": true`), a + " " + b
+	})
 
 	table := status(t, addr)
 	t.Logf("scoop status:\n%s", table)
@@ -256,6 +264,7 @@ func TestReadinessNamesUnreachableStore(t *testing.T) {
 		}
 	}
 	checkAlertRules(t, metrics)
+	checkDashboard(t, metrics)
 
 	proxy.start(t)
 	readiness(t, d, base, 200, "ready\n", 90*time.Second)
@@ -454,6 +463,71 @@ func TestAlertRulesParse(t *testing.T) {
 		for _, name := range regexp.MustCompile(`\bscoop_[a-z_]+`).FindAllString(r.Expr, -1) {
 			if !regexp.MustCompile("`" + name + "[`{]").Match(doc) {
 				t.Errorf("%s uses %s, which docs/operations.md does not describe", r.Alert, name)
+			}
+		}
+	}
+}
+
+// dashboardExprs reads the Grafana dashboard and returns each panel's
+// queries by panel title.
+func dashboardExprs(t *testing.T) map[string][]string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(testenv.Root(), "docs", "grafana", "scoop-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Title  string
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("docs/grafana/scoop-dashboard.json: %v", err)
+	}
+	out := map[string][]string{}
+	for _, p := range dash.Panels {
+		if p.Title == "" || len(p.Targets) == 0 {
+			t.Errorf("dashboard panel %q has no title or no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			out[p.Title] = append(out[p.Title], tg.Expr)
+		}
+	}
+	if dash.Title == "" || len(out) < 8 {
+		t.Fatalf("dashboard %q has %d panels with queries", dash.Title, len(out))
+	}
+	return out
+}
+
+// checkDashboard: every scoop metric the dashboard queries is on /metrics.
+func checkDashboard(t *testing.T, metrics string) {
+	t.Helper()
+	for title, exprs := range dashboardExprs(t) {
+		for _, e := range exprs {
+			for _, name := range regexp.MustCompile(`\bscoop_[a-z_]+`).FindAllString(e, -1) {
+				if !regexp.MustCompile(`(?m)^` + name + `[ {]`).MatchString(metrics) {
+					t.Errorf("dashboard panel %q uses %s, which /metrics does not have", title, name)
+				}
+			}
+		}
+	}
+}
+
+// TestDashboardParses runs without servers: the dashboard is JSON with
+// queries, and every scoop metric it uses is described in docs/operations.md.
+func TestDashboardParses(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(testenv.Root(), "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for title, exprs := range dashboardExprs(t) {
+		for _, e := range exprs {
+			for _, name := range regexp.MustCompile(`\bscoop_[a-z_]+`).FindAllString(e, -1) {
+				if !regexp.MustCompile("`" + name + "[`{]").Match(doc) {
+					t.Errorf("panel %q uses %s, which docs/operations.md does not describe", title, name)
+				}
 			}
 		}
 	}
