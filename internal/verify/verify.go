@@ -331,10 +331,10 @@ func Recheck(ctx context.Context, cfg Config, prev *Report) (*Report, error) {
 // monolith's rows of the suspects in one snapshot and the WAL position it is
 // complete up to, waits until the pipeline delivered everything committed up
 // to there (Settle), and reads the target's rows: a row that was only in
-// flight agrees now. A row that still disagrees is read in the monolith
-// again: unchanged, it is a difference; changed meanwhile (the target may
-// hold an intermediate version), it goes to the next round, and is reported
-// only if it is still in flux after cfg.Rounds rounds.
+// flight agrees now. A row that still disagrees is read in both stores
+// again, a few times: unchanged in the monolith, it is a difference; equal,
+// it agrees; still changing, it goes to the next round, and is reported only
+// if it is still changing after cfg.Rounds rounds.
 func settleAndCheck(ctx context.Context, cfg *Config, st store, suspects []Key, rep *Report) error {
 	diffs := []Diff{}
 	for round := 0; round < cfg.Rounds && len(suspects) > 0; round++ {
@@ -410,25 +410,57 @@ func checkRound(ctx context.Context, cfg *Config, st store, keys []Key) (confirm
 	if len(mismatch) == 0 {
 		return nil, nil, nil
 	}
-	after, _, err := st.sourceHashes(ctx, mismatch)
-	if err != nil {
-		return nil, nil, err
-	}
-	for j, k := range mismatch {
-		i := idx[j]
-		switch {
-		case sameHash(after[j], target[i]):
-			// The target already has the newest version.
-		case sameHash(after[j], before[i]) || cfg.Settle == nil:
-			if d, ok := diffOf(k, after[j], target[i]); ok {
-				confirmed = append(confirmed, d)
+	// A row that changed since the snapshot is compared a few more times,
+	// both stores read back to back: the target trails the monolith by the
+	// pipeline's latency, so a row that is not changing faster than that
+	// is soon seen equal.
+	for attempt := 0; attempt < fluxPolls && len(mismatch) > 0; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-time.After(fluxPause):
 			}
-		default:
-			flux = append(flux, k)
+		}
+		now, _, err := st.sourceHashes(ctx, mismatch)
+		if err != nil {
+			return nil, nil, err
+		}
+		target, err := st.targetHashes(ctx, mismatch)
+		if err != nil {
+			return nil, nil, err
+		}
+		var still []Key
+		var stillIdx []int
+		for j, k := range mismatch {
+			i := idx[j]
+			switch {
+			case sameHash(now[j], target[j]):
+				// The target has caught up.
+			case sameHash(now[j], before[i]) || cfg.Settle == nil:
+				// Unchanged since the snapshot the pipeline has delivered.
+				if d, ok := diffOf(k, now[j], target[j]); ok {
+					confirmed = append(confirmed, d)
+				}
+			default:
+				still = append(still, k)
+				stillIdx = append(stillIdx, i)
+			}
+		}
+		mismatch, idx = still, stillIdx
+		if cfg.Settle == nil {
+			break
 		}
 	}
-	return confirmed, flux, nil
+	return confirmed, mismatch, nil
 }
+
+// How often and how far apart a changing row is compared again within a
+// round.
+const (
+	fluxPolls = 10
+	fluxPause = 100 * time.Millisecond
+)
 
 func sameHash(a, b *string) bool {
 	if a == nil || b == nil {
