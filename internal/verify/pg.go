@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -201,9 +203,9 @@ func texts(vals [][]byte) []string {
 }
 
 // rangeHash is a range's row count and hash sum in one database.
-func (s *pgStore) rangeHash(ctx context.Context, side int, lo, hi []string) (count, sum string, err error) {
+func (s *pgStore) rangeHash(ctx context.Context, conns [2]*pgx.Conn, side int, lo, hi []string) (count, sum string, err error) {
 	sd := &s.side[side]
-	conn := []*pgx.Conn{s.src, s.dst}[side]
+	conn := conns[side]
 	where, args, oids := sd.rangeWhere(lo, hi)
 	// A 64-bit hash of each row's text (bytewise: collation "C"), summed.
 	q := fmt.Sprintf(`SELECT count(*), coalesce(sum(hashtextextended(%s COLLATE "C", 0)), 0) FROM %s s%s`, sd.row, sd.table, where)
@@ -219,9 +221,9 @@ func (s *pgStore) rangeHash(ctx context.Context, side int, lo, hi []string) (cou
 }
 
 // rowHashes streams a range's keys and row hashes from one database.
-func (s *pgStore) rowHashes(ctx context.Context, side int, lo, hi []string, fn func(key []string, hash string)) error {
+func (s *pgStore) rowHashes(ctx context.Context, conns [2]*pgx.Conn, side int, lo, hi []string, fn func(key []string, hash string)) error {
 	sd := &s.side[side]
-	conn := []*pgx.Conn{s.src, s.dst}[side]
+	conn := conns[side]
 	where, args, oids := sd.rangeWhere(lo, hi)
 	q := fmt.Sprintf("SELECT %s, md5(%s) FROM %s s%s", strings.Join(sd.keys, ", "), sd.row, sd.table, where)
 	rr := conn.PgConn().ExecParams(ctx, q, args, oids, nil, nil)
@@ -235,56 +237,102 @@ func (s *pgStore) rowHashes(ctx context.Context, side int, lo, hi []string, fn f
 	return nil
 }
 
+// scan walks the key ranges: the monolith's primary-key index gives the
+// bounds (one session), pgWorkers pairs of sessions hash ranges at once.
 func (s *pgStore) scan(ctx context.Context, suspect func(Diff)) error {
-	var lo []string
-	for {
-		hi, err := s.boundary(ctx, lo)
-		if err != nil {
-			return err
-		}
-		// Both databases hash the range at once.
-		var h [2][2]string
-		var g errgroup.Group
-		for side := range 2 {
-			g.Go(func() (err error) {
-				h[side][0], h[side][1], err = s.rangeHash(ctx, side, lo, hi)
-				return err
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		var n int
-		fmt.Sscan(h[0][0], &n)
-		s.p.rows += int64(n)
-		if err := s.p.limiter.take(ctx, n); err != nil {
-			return err
-		}
-		if h[0] != h[1] {
-			if err := s.diffRange(ctx, lo, hi, suspect); err != nil {
+	var mu sync.Mutex
+	report := func(d Diff) { mu.Lock(); defer mu.Unlock(); suspect(d) }
+	type keyRange struct{ lo, hi []string }
+	ranges := make(chan keyRange, pgWorkers)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(ranges)
+		var lo []string
+		for {
+			hi, err := s.boundary(gctx, lo)
+			if err != nil {
 				return err
 			}
+			select {
+			case ranges <- keyRange{lo, hi}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if hi == nil {
+				return nil
+			}
+			lo = hi
 		}
-		if hi == nil {
+	})
+	var rows atomic.Int64
+	for range pgWorkers {
+		g.Go(func() error {
+			var conns [2]*pgx.Conn
+			for side, url := range []string{s.p.cfg.SourceURL, s.p.cfg.StoreURL} {
+				c, err := postgres.Connect(gctx, url)
+				if err != nil {
+					return fmt.Errorf("connect to the %s: %w", s.side[side].name, err)
+				}
+				defer c.Close(context.Background())
+				conns[side] = c
+			}
+			for r := range ranges {
+				n, err := s.compareRange(gctx, conns, r.lo, r.hi, report)
+				if err != nil {
+					return err
+				}
+				rows.Add(n)
+			}
 			return nil
-		}
-		lo = hi
+		})
 	}
+	err := g.Wait()
+	s.p.rows = rows.Load()
+	return err
+}
+
+const pgWorkers = 2
+
+// compareRange hashes one range in both databases at once and, when they
+// differ, names its differing keys; it returns the monolith's row count.
+func (s *pgStore) compareRange(ctx context.Context, conns [2]*pgx.Conn, lo, hi []string, suspect func(Diff)) (int64, error) {
+	var h [2][2]string
+	var g errgroup.Group
+	for side := range 2 {
+		g.Go(func() (err error) {
+			h[side][0], h[side][1], err = s.rangeHash(ctx, conns, side, lo, hi)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	var n int
+	fmt.Sscan(h[0][0], &n)
+	if err := s.p.limiter.take(ctx, n); err != nil {
+		return 0, err
+	}
+	if h[0] != h[1] {
+		if err := s.diffRange(ctx, conns, lo, hi, suspect); err != nil {
+			return 0, err
+		}
+	}
+	return int64(n), nil
 }
 
 // diffRange reads a range whose hashes differ row by row: the monolith's
 // rows (at most ChunkRows) in memory, the target's streamed past them.
-func (s *pgStore) diffRange(ctx context.Context, lo, hi []string, suspect func(Diff)) error {
+func (s *pgStore) diffRange(ctx context.Context, conns [2]*pgx.Conn, lo, hi []string, suspect func(Diff)) error {
 	src := map[string]string{}
 	keys := map[string][]string{}
-	if err := s.rowHashes(ctx, 0, lo, hi, func(key []string, hash string) {
+	if err := s.rowHashes(ctx, conns, 0, lo, hi, func(key []string, hash string) {
 		id := strings.Join(key, "\x00")
 		src[id], keys[id] = hash, key
 	}); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
-	if err := s.rowHashes(ctx, 1, lo, hi, func(key []string, hash string) {
+	if err := s.rowHashes(ctx, conns, 1, lo, hi, func(key []string, hash string) {
 		id := strings.Join(key, "\x00")
 		h, ok := src[id]
 		switch {
