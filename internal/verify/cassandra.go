@@ -170,14 +170,21 @@ func deref(s *string) string {
 	return *s
 }
 
+// writeHash feeds a row's canonical values to h, each as length:text; (N;
+// for NULL), so that no two rows share an input.
 func writeHash(h interface{ Write([]byte) (int, error) }, canon []*string) {
+	buf := make([]byte, 0, 256)
 	for _, c := range canon {
 		if c == nil {
-			h.Write([]byte("N;"))
+			buf = append(buf, "N;"...)
 			continue
 		}
-		fmt.Fprintf(h, "%d:%s;", len(*c), *c)
+		buf = strconv.AppendInt(buf, int64(len(*c)), 10)
+		buf = append(buf, ':')
+		buf = append(buf, *c...)
+		buf = append(buf, ';')
 	}
+	h.Write(buf)
 }
 
 // targetHash reads one key's row from Cassandra (nil: no row).
