@@ -17,9 +17,10 @@ import (
 
 // Kafka3 is the three-node Kafka cluster of scripts/stack
 // (SCOOP_KAFKA_NODES=3), run beside the default stack under its own stack
-// directory and ports: node i listens on SCOOP_KAFKA3_PORT + 2(i-1)
-// (39092, 39094, 39096 by default). Topics get replication factor 3 and
-// min.insync.replicas=2 from the broker defaults.
+// directory and ports: node i listens on SCOOP_KAFKA3_PORT + 2(i-1), its
+// controller one above (19092, 19094, 19096 by default: below the ephemeral
+// port range, where a client socket could hold a node's port). Topics get
+// replication factor 3 and min.insync.replicas=2 from the broker defaults.
 type Kafka3 struct {
 	port int
 	env  []string
@@ -38,7 +39,7 @@ func Kafka3Dir() string {
 func StartKafka3(t testing.TB) *Kafka3 {
 	t.Helper()
 	Require(t)
-	port, err := strconv.Atoi(env("SCOOP_KAFKA3_PORT", "39092"))
+	port, err := strconv.Atoi(env("SCOOP_KAFKA3_PORT", "19092"))
 	if err != nil {
 		t.Fatalf("SCOOP_KAFKA3_PORT: %v", err)
 	}
