@@ -76,6 +76,13 @@ func TestAdminEndpoints(t *testing.T) {
 	if code, body := get(t, base+"/status", "sekret"); code != 200 || !strings.Contains(body, `"slot":"`+e.slot+`"`) || !strings.Contains(body, `"adm":{`) {
 		t.Fatalf("status: %d %s", code, body)
 	}
+	// The status page is behind the token too.
+	if code, _ := get(t, base+"/", ""); code != 401 {
+		t.Fatalf("status page without token: %d", code)
+	}
+	if code, body := get(t, base+"/", "sekret"); code != 200 || !strings.Contains(body, `<tr data-mapping="adm">`) {
+		t.Fatalf("status page: %d %s", code, body)
+	}
 	t.Setenv("SCOOP_ADMIN_ADDR", addr)
 	t.Setenv("SCOOP_ADMIN_TOKEN", "sekret")
 	var out, errOut bytes.Buffer

@@ -123,6 +123,7 @@ func (a *admin) serve(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.HandleFunc("GET /{$}", a.auth(a.page))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	// Profiles for diagnosing a slow pipeline (behind the admin token).
 	mux.HandleFunc("GET /debug/pprof/", a.auth(pprof.Index))

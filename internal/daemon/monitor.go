@@ -190,6 +190,8 @@ type monitor struct {
 	src    progress
 	sinks  map[string]*progress
 	ran    bool
+	// history is the lag of recent rounds, for the status page's chart.
+	history []lagSample
 }
 
 func newMonitor(cfg *Config, stats *postgres.SourceStats, mappings func() []watched) (*monitor, error) {
@@ -284,6 +286,7 @@ func (m *monitor) check(ctx context.Context) {
 	m.obs, m.result, m.ran = o, res, true
 	m.mu.Unlock()
 	logChanges(m.log, before, res.problems)
+	m.record(o.now, o.mappings)
 }
 
 // logChanges logs each problem when it appears and when it clears.
