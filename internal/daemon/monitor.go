@@ -58,16 +58,19 @@ type mappingView struct {
 // observation is what one round of the monitor saw; assess turns it into
 // problems and states without I/O.
 type observation struct {
-	now         time.Time
-	slotName    string
-	slot        postgres.SlotState
-	slotErr     error
-	kafkaErr    error
-	storeErrs   map[string]error // by store name, only failing ones
-	mappings    []watched
-	lag         map[string]int64 // events pending by mapping (absent: unknown)
-	stall       time.Duration
-	maxRetained int64 // bytes; 0: no limit
+	now      time.Time
+	slotName string
+	slot     postgres.SlotState
+	slotErr  error
+	// snapshotRows counts rows read by snapshots: a long snapshot is
+	// progress too, while the slot's position waits for it.
+	snapshotRows uint64
+	kafkaErr     error
+	storeErrs    map[string]error // by store name, only failing ones
+	mappings     []watched
+	lag          map[string]int64 // events pending by mapping (absent: unknown)
+	stall        time.Duration
+	maxRetained  int64 // bytes; 0: no limit
 }
 
 // assessment is the monitor's verdict: the reasons the daemon is not
@@ -104,7 +107,8 @@ func assess(o observation, src *progress, sinks map[string]*progress) assessment
 			bad("slot %s retains %.1f MB of WAL, over SCOOP_MAX_RETAINED_WAL_MB=%d", o.slotName, mb(r), o.maxRetained>>20)
 		}
 		pending := o.slot.CurrentLSN > o.slot.ConfirmedLSN
-		if still := src.update(o.slot.ConfirmedLSN, pending, o.now); still > o.stall {
+		// Both only grow, so their sum moves when either does.
+		if still := src.update(o.slot.ConfirmedLSN+o.snapshotRows, pending, o.now); still > o.stall {
 			a.sourceStalled = true
 			conn := "a walsender streams from it"
 			if !o.slot.Active {
@@ -254,6 +258,7 @@ func (m *monitor) check(ctx context.Context) {
 	defer cancel()
 	o := observation{now: time.Now(), slotName: m.cfg.Slot, stall: m.cfg.StallTimeout, maxRetained: int64(m.cfg.MaxRetainedWALMB) << 20,
 		storeErrs: map[string]error{}, lag: map[string]int64{}, mappings: m.mappings()}
+	o.snapshotRows = m.stats.SnapshotRows.Load()
 	o.slot, o.slotErr = m.slots.Read(ctx)
 	if o.slotErr == nil && o.slot.Exists {
 		m.stats.RetainedWAL.Store(o.slot.RetainedWAL())

@@ -87,6 +87,12 @@ func TestAssessSourceStall(t *testing.T) {
 	if a := at(62*time.Second, func(o *observation) { o.slot.ConfirmedLSN += 8 }); a.sourceStalled {
 		t.Fatal("still stalled after the slot moved")
 	}
+	// A long snapshot holds the slot's position but reads rows.
+	for d := 70 * time.Second; d < 200*time.Second; d += 10 * time.Second {
+		if a := at(d, func(o *observation) { o.snapshotRows += 1000 }); a.sourceStalled {
+			t.Fatalf("stalled at %s while a snapshot reads rows", d)
+		}
+	}
 	if a := at(200*time.Second, func(o *observation) { o.slot.ConfirmedLSN = o.slot.CurrentLSN }); a.sourceStalled {
 		t.Fatal("stalled with nothing pending")
 	}
