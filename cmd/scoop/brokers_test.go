@@ -18,7 +18,8 @@ import (
 // TestKafkaBrokerFailure runs scoop against the three-node Kafka
 // (replication factor 3, min.insync.replicas=2) under a steady write load:
 //   - the leader of the topic's partition is SIGKILLed: rows keep arriving in
-//     the store, and the node comes back;
+//     the store, and the node comes back; then the same for the active
+//     controller of the KRaft quorum;
 //   - both followers are SIGKILLed (no quorum, one replica left): acks=all
 //     cannot be met, so the slot is never confirmed past the WAL position
 //     at the moment they died (the rows exist on the leader alone, which a
@@ -107,6 +108,24 @@ func TestKafkaBrokerFailure(t *testing.T) {
 	waitFor("rows arrive with the leader down", 120*time.Second, func() bool { return stored() >= atKill+200 })
 	t.Logf("200 rows arrived %s after the leader's SIGKILL", time.Since(start).Round(100*time.Millisecond))
 	k.Up(t, l)
+	waitFor("all three replicas in sync again", 120*time.Second, func() bool { _, isr := leader(); return len(isr) == 3 })
+
+	// One node down: the active controller (the quorum elects another).
+	var ctrl int
+	waitFor("the controller quorum has a leader", 60*time.Second, func() bool {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var err error
+		ctrl, err = k.ActiveController(c)
+		return err == nil && ctrl > 0
+	})
+	l, _ = leader()
+	t.Logf("killing the active controller, node %d (partition leader: node %d)", ctrl, l)
+	start, atKill = time.Now(), stored()
+	k.Kill(t, ctrl)
+	waitFor("rows arrive with the controller down", 120*time.Second, func() bool { return stored() >= atKill+200 })
+	t.Logf("200 rows arrived %s after the controller's SIGKILL", time.Since(start).Round(100*time.Millisecond))
+	k.Up(t, ctrl)
 	waitFor("all three replicas in sync again", 120*time.Second, func() bool { _, isr := leader(); return len(isr) == 3 })
 
 	// Two nodes down: only the leader is left, below min.insync.replicas.

@@ -23,6 +23,7 @@ import (
 // replication factor 3 and min.insync.replicas=2 from the broker defaults.
 type Kafka3 struct {
 	port int
+	jars string
 	env  []string
 }
 
@@ -44,7 +45,7 @@ func StartKafka3(t testing.TB) *Kafka3 {
 		t.Fatalf("SCOOP_KAFKA3_PORT: %v", err)
 	}
 	jars := env("SCOOP_STACK_JARS", filepath.Join(stackDir(), "jars"))
-	k := &Kafka3{port: port, env: []string{
+	k := &Kafka3{port: port, jars: jars, env: []string{
 		"SCOOP_STACK_DIR=" + Kafka3Dir(), "SCOOP_STACK_JARS=" + jars,
 		"SCOOP_KAFKA_NODES=3", "SCOOP_KAFKA_PORT=" + strconv.Itoa(port),
 	}}
@@ -127,6 +128,25 @@ func (k *Kafka3) Leader(ctx context.Context, topic string) (leader int, isr []in
 		}
 	}
 	return 0, nil, fmt.Errorf("metadata of %s: no partition 0 yet", topic)
+}
+
+// ActiveController returns the node leading the KRaft controller quorum
+// (kafka-metadata-quorum describe --status).
+func (k *Kafka3) ActiveController(ctx context.Context) (int, error) {
+	cmd := exec.CommandContext(ctx, env("SCOOP_JAVA", "java"), "-Xmx128m",
+		"-Dlog4j2.configurationFile="+filepath.Join(Root(), "scripts", "deps", "kafka", "tools-log4j2.properties"),
+		"-cp", filepath.Join(k.jars, "kafka", "*"), "org.apache.kafka.tools.MetadataQuorumCommand",
+		"--bootstrap-server", strings.Join(k.Brokers(), ","), "describe", "--status")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("describe the controller quorum: %w\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "LeaderId:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("describe the controller quorum: no LeaderId in\n%s", out)
 }
 
 func (k *Kafka3) stack(args ...string) error {
