@@ -48,7 +48,7 @@ type config struct {
 	scoopEnv     []string // extra environment of every scoop process (BENCH_SCOOP_ENV)
 }
 
-var allWorkloads = []string{"insert", "update", "mix", "bigtx", "toast"}
+var allWorkloads = []string{"insert", "schemas", "update", "mix", "bigtx", "toast"}
 
 func envInt(name string, def int) int {
 	if v := os.Getenv(name); v != "" {

@@ -33,6 +33,7 @@ type role struct {
 	dlq    string
 	group  string // consumer group of the mapping
 	target string // table in the store
+	env    []string // added to its scoop processes' environment
 }
 
 func (b *bench) newRole(name, kind, table string) *role {
@@ -114,6 +115,7 @@ func (b *bench) startScoop(phase string, r *role) (*scoopProc, error) {
 		"SCOOP_LOG_LEVEL=info",
 	)
 	env = append(env, b.cfg.scoopEnv...)
+	env = append(env, r.env...)
 	logPath := filepath.Join(b.logDir, fmt.Sprintf("%s-%s.log", r.slot, phase))
 	lf, err := os.Create(logPath)
 	if err != nil {

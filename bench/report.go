@@ -231,6 +231,7 @@ func (b *bench) summarize() {
 	add("p99_commit_to_apply_ms", r.P99CommitToApplyMS, "< 100 ms at half the max rate", func(v float64) bool { return v < 100 })
 	add("peak_rss_mb", r.PeakRSSMB, "< 128 MB in every phase", func(v float64) bool { return v < 128 })
 	add("snapshot_ratio", r.SnapshotRatio, ">= 0.50 of COPY TO", func(v float64) bool { return v >= 0.5 })
+	add("schemas_cpu_ratio", b.schemasCPURatio(), "<= 1.5x the plain insert's scoop CPU per change (PostgreSQL sink phase)", func(v float64) bool { return v <= 1.5 })
 	if r.Errors == nil {
 		r.Errors = []string{}
 	}
@@ -359,6 +360,9 @@ func (b *bench) markdown() string {
 	if l := r.Latency; l != nil && l.P99 > 0 {
 		p("| commit → apply (PostgreSQL sink) at %s rows/s | p50 %.1f / p95 %.1f / **p99 %.1f** ms | | | p99 < 100 ms | %s |", num(l.RateAchieved), l.P50, l.P95, l.P99, yesNo(tgt["p99_commit_to_apply_ms"]))
 	}
+	if v := b.schemasCPURatio(); v != nil {
+		p("| scoop CPU per change into PostgreSQL, schemas / plain | %.2fx | | | ≤ 1.5x | %s |", *v, yesNo(tgt["schemas_cpu_ratio"]))
+	}
 	if r.PeakRSSMB != nil {
 		p("| peak RSS, max over phases | %.1f MB | | | < 128 MB | %s |", *r.PeakRSSMB, yesNo(tgt["peak_rss_mb"]))
 	}
@@ -481,4 +485,29 @@ func wallNote(w *workloadResult) string {
 		return ""
 	}
 	return " Wall: " + strings.Join(parts, "; ") + "."
+}
+
+// schemasCPURatio is scoop's CPU per change in the PostgreSQL sink phase of
+// the schemas workload over the insert workload's (nil when either is
+// missing).
+func (b *bench) schemasCPURatio() *float64 {
+	perChange := func(workload string) float64 {
+		changes := 0
+		for _, w := range b.res.Workloads {
+			if w.Name == workload {
+				changes = w.Changes
+			}
+		}
+		for _, p := range b.res.Phases {
+			if p.Phase == workload+" pg sink" && changes > 0 {
+				return p.CPU["scoop"] / float64(changes)
+			}
+		}
+		return 0
+	}
+	plain, schemas := perChange("insert"), perChange("schemas")
+	if plain <= 0 || schemas <= 0 {
+		return nil
+	}
+	return f64(schemas / plain)
 }

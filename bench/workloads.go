@@ -24,6 +24,8 @@ type workload struct {
 	changes int // row changes written by the workload
 	msgs    int // Kafka records they become (a delete adds a tombstone)
 	write   func(ctx context.Context, db *pgxpool.Pool, table string) error
+	// env is added to the environment of the workload's scoop processes.
+	env []string
 }
 
 func (b *bench) workload(name string) *workload {
@@ -40,6 +42,14 @@ func (b *bench) workload(name string) *workload {
 				}
 				return nil
 			}}
+	case "schemas":
+		// The insert workload with Kafka Connect's schemas in every key and
+		// value (SCOOP_EVENT_SCHEMAS=true): its CPU per change is compared
+		// with the plain insert workload's.
+		w := b.workload("insert")
+		w.name, w.desc = name, w.desc+", events with schemas (SCOOP_EVENT_SCHEMAS=true)"
+		w.env = []string{"SCOOP_EVENT_SCHEMAS=true"}
+		return w
 	case "update":
 		n := c.updateRows
 		return &workload{name: name, desc: fmt.Sprintf("%d updates of a pre-filled table, 1,000 per transaction", n), prefill: n, changes: n, msgs: n,
@@ -119,6 +129,9 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 	roles := []*role{b.newRole("src", "parked", table), b.newRole("pg", "pg", table), b.newRole("cass", "cass", table)}
 	if w.name == "insert" && b.cfg.profile {
 		roles = append(roles, b.newRole("prof", "pg", table), b.newRole("profc", "cass", table))
+	}
+	for _, r := range roles {
+		r.env = w.env
 	}
 	byName := map[string]*role{}
 	for _, r := range roles {
