@@ -112,6 +112,7 @@ func fetchStatus(ctx context.Context, addr, token string) ([]byte, error) {
 type statusDoc struct {
 	Slot        string   `json:"slot"`
 	Publication string   `json:"publication"`
+	Leader      bool     `json:"leader"`
 	Ready       *bool    `json:"ready"`
 	Problems    []string `json:"problems"`
 	Source      struct {
@@ -148,7 +149,11 @@ func printStatus(w io.Writer, doc *statusDoc) error {
 		return errors.New("scoop status: the daemon's answer has no readiness (is it an older scoop? try --json)")
 	}
 	s := doc.Source
-	fmt.Fprintf(w, "slot %s  publication %s\n", doc.Slot, doc.Publication)
+	role := "standby (another instance streams from the slot)"
+	if doc.Leader {
+		role = "leader (this instance streams from the slot)"
+	}
+	fmt.Fprintf(w, "slot %s  publication %s  %s\n", doc.Slot, doc.Publication, role)
 	switch {
 	case s.CheckedAt == "":
 		fmt.Fprintf(w, "  received %s  acked %s  (slot not checked yet)\n", s.ReceivedLSN, s.AckedLSN)

@@ -102,6 +102,9 @@ type Source struct {
 
 // SourceStats are counters for metrics and status.
 type SourceStats struct {
+	// Leading: this instance holds the slot's lease and runs the source
+	// (set by the daemon; see Lease).
+	Leading      atomic.Bool
 	Events       atomic.Uint64
 	SnapshotRows atomic.Uint64
 	ReceivedLSN  atomic.Uint64

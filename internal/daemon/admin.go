@@ -95,6 +95,13 @@ func newAdmin(cfg *Config, st *postgres.SourceStats, acked func() uint64) (*admi
 		a.mon,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_source_leader", Help: "1 while this instance leads the slot's source (holds its lease); 0 while it stands by."},
+			func() float64 {
+				if st.Leading.Load() {
+					return 1
+				}
+				return 0
+			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_source_events_total", Help: "Change events decoded from the slot."},
 			func() float64 { return float64(st.Events.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_source_snapshot_rows_total", Help: "Rows read by snapshots."},
@@ -136,6 +143,7 @@ func (a *admin) serve(ctx context.Context) error {
 		json.NewEncoder(w).Encode(map[string]any{
 			"slot":           a.cfg.Slot,
 			"publication":    a.cfg.Publication,
+			"leader":         st.Leading.Load(),
 			"events":         st.Events.Load(),
 			"snapshot_rows":  st.SnapshotRows.Load(),
 			"received_lsn":   st.ReceivedLSN.Load(),

@@ -60,6 +60,7 @@ func (d *daemon) flows(version int64, mappings, usable []registry.Mapping) []flo
 			select {
 			case <-lease.Lost():
 				d.lease = nil
+				d.stats.Leading.Store(false)
 				lease.Release()
 				return fmt.Errorf("lost the source leadership of slot %s (its session in the monolith ended): standing by", d.cfg.Slot)
 			default:
@@ -92,6 +93,7 @@ func (d *daemon) leadership(ctx context.Context) (*postgres.Lease, error) {
 		case <-d.lease.Lost():
 			d.lease.Release()
 			d.lease = nil
+			d.stats.Leading.Store(false)
 		default:
 			return d.lease, nil
 		}
@@ -101,6 +103,7 @@ func (d *daemon) leadership(ctx context.Context) (*postgres.Lease, error) {
 		return nil, err
 	}
 	d.lease = lease
+	d.stats.Leading.Store(true)
 	return lease, nil
 }
 
