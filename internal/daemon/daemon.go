@@ -99,6 +99,9 @@ func Run(ctx context.Context, cfg *Config, version string) error {
 	g.Go(func() error { return d.admin.mon.run(gctx) })
 	g.Go(func() error { return d.supervise(gctx) })
 	err = g.Wait()
+	if d.lease != nil {
+		d.lease.Release()
+	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if cerr := d.producer.Close(closeCtx); cerr != nil {
