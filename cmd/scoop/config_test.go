@@ -20,6 +20,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"SCOOP_STORE_ORDERS_URL": "cassandra://127.0.0.1:9042"}, `SCOOP_STORE_ORDERS_URL: a Cassandra store needs a keyspace: cassandra://host:9042/keyspace`},
 		{map[string]string{"SCOOP_PG_SINK_METHOD": "merge"}, `SCOOP_PG_SINK_METHOD="merge": use copy or insert`},
 		{map[string]string{"SCOOP_SINK_BATCH": "0"}, `SCOOP_SINK_BATCH=0: must be at least 1`},
+		{map[string]string{"SCOOP_DRAIN_TIMEOUT": "0s"}, `SCOOP_DRAIN_TIMEOUT=0s: must be positive, e.g. 15s`},
 		{map[string]string{"SCOOP_KAFKA_SASL_MECHANISM": "kerberos", "SCOOP_KAFKA_USERNAME": "u"}, `kafka: SCOOP_KAFKA_SASL_MECHANISM="kerberos": use plain, scram-sha-256 or scram-sha-512`},
 		{map[string]string{"SCOOP_KAFKA_SASL_MECHANISM": "scram-sha-512"}, `kafka: SCOOP_KAFKA_SASL_MECHANISM=scram-sha-512 needs SCOOP_KAFKA_USERNAME and SCOOP_KAFKA_PASSWORD`},
 		{map[string]string{"SCOOP_KAFKA_TLS": "true", "SCOOP_KAFKA_CA_FILE": "/nonexistent/ca.pem"}, `kafka: SCOOP_KAFKA_CA_FILE: open /nonexistent/ca.pem: no such file or directory`},

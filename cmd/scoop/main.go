@@ -69,26 +69,20 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		if os.Getenv("GOMEMLIMIT") == "" {
 			debug.SetMemoryLimit(96 << 20)
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		cfg, err := loadConfig()
+		if err != nil {
+			fmt.Fprintf(stderr, "scoop: %v\n", err)
+			return 1
+		}
+		sigs := make(chan os.Signal, 2)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		ctx, stop := context.WithCancel(context.Background())
 		defer stop()
 		finished := make(chan struct{})
 		defer close(finished)
-		go func() {
-			// A backstop: whatever hangs, scoop leaves within 15 s of SIGTERM.
-			// Nothing is lost: positions only move after delivery.
-			select {
-			case <-finished:
-				return
-			case <-ctx.Done():
-			}
-			select {
-			case <-finished:
-			case <-time.After(15 * time.Second):
-				fmt.Fprintln(stderr, "scoop: shutdown took more than 15s; exiting")
-				os.Exit(1)
-			}
-		}()
-		if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		go shutdown(sigs, stop, cfg.DrainTimeout, finished, stderr, os.Exit)
+		if err := daemon.Run(ctx, cfg, version); err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(stderr, "scoop: %v\n", err)
 			return 1
 		}
@@ -120,11 +114,24 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// run is `scoop run`: the settings from the environment, then the daemon.
-func run(ctx context.Context) error {
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
+// shutdown stops the daemon (stop) at the first SIGTERM or SIGINT, then
+// leaves at once (exit 1) at a second one, or when the daemon has not
+// finished within drain (SCOOP_DRAIN_TIMEOUT). Nothing is lost either way:
+// positions only move after delivery.
+func shutdown(sigs <-chan os.Signal, stop func(), drain time.Duration, finished <-chan struct{}, stderr io.Writer, exit func(int)) {
+	select {
+	case <-finished:
+		return
+	case <-sigs:
 	}
-	return daemon.Run(ctx, cfg, version)
+	stop()
+	select {
+	case <-finished:
+	case s := <-sigs:
+		fmt.Fprintf(stderr, "scoop: second %s; exiting now\n", s)
+		exit(1)
+	case <-time.After(drain):
+		fmt.Fprintf(stderr, "scoop: shutdown took more than %s (SCOOP_DRAIN_TIMEOUT); exiting\n", drain)
+		exit(1)
+	}
 }

@@ -44,6 +44,7 @@ type Config struct {
 	MonitorInterval   time.Duration `env:"SCOOP_MONITOR_INTERVAL" envDefault:"5s"`
 	StallTimeout      time.Duration `env:"SCOOP_STALL_TIMEOUT" envDefault:"2m"`
 	MaxRetainedWALMB  int           `env:"SCOOP_MAX_RETAINED_WAL_MB" envDefault:"0"`
+	DrainTimeout      time.Duration `env:"SCOOP_DRAIN_TIMEOUT" envDefault:"15s"`
 	AdminAddr         string        `env:"SCOOP_ADMIN_ADDR" envDefault:"127.0.0.1:7070"`
 	AdminToken        string        `env:"SCOOP_ADMIN_TOKEN"`
 	LogLevel          string        `env:"SCOOP_LOG_LEVEL" envDefault:"info"`
@@ -73,6 +74,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PGSinkMethod != "copy" && c.PGSinkMethod != "insert" {
 		bad("SCOOP_PG_SINK_METHOD=%q: use copy or insert", c.PGSinkMethod)
+	}
+	if c.DrainTimeout <= 0 {
+		bad("SCOOP_DRAIN_TIMEOUT=%s: must be positive, e.g. 15s", c.DrainTimeout)
 	}
 	if c.BufferMB < 1 {
 		bad("SCOOP_BUFFER_MB=%d: must be at least 1", c.BufferMB)
