@@ -141,6 +141,17 @@ func printReport(w io.Writer, r *verify.Report) {
 	for _, d := range r.Diffs {
 		fmt.Fprintf(w, "  %-9s %s\n", d.Kind, d.Key)
 	}
+	if n := len(r.Unsettled); n > 0 {
+		fmt.Fprintf(w, "  %d rows kept changing through every re-check and could not be compared (not counted as different; run verify again when writes are quieter):", n)
+		for i, k := range r.Unsettled {
+			if i == 10 {
+				fmt.Fprintf(w, " ...")
+				break
+			}
+			fmt.Fprintf(w, " %s", k)
+		}
+		fmt.Fprintln(w)
+	}
 	if r.Truncated {
 		fmt.Fprintf(w, "  (more than 10000 suspect keys: only those were compared again, so the run counts as different; scoop replay %s --snapshot copies the table again)\n", r.Mapping)
 	}
