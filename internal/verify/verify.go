@@ -111,22 +111,22 @@ func (k Key) id() string { return strings.Join(k.Values, "\x00") }
 
 // Report is the outcome of a run.
 type Report struct {
-	Mapping   string  `json:"mapping"`
-	Source    string  `json:"source"`
-	Store     string  `json:"store"`
-	Target    string  `json:"target"`
-	Rows      int64   `json:"source_rows"`
-	Missing   int64   `json:"missing"`
-	Extra     int64   `json:"extra"`
-	Different int64   `json:"different"`
-	Suspects  int64   `json:"suspects"` // keys compared again after settling
-	Diffs     []Diff  `json:"diffs"`
+	Mapping   string `json:"mapping"`
+	Source    string `json:"source"`
+	Store     string `json:"store"`
+	Target    string `json:"target"`
+	Rows      int64  `json:"source_rows"`
+	Missing   int64  `json:"missing"`
+	Extra     int64  `json:"extra"`
+	Different int64  `json:"different"`
+	Suspects  int64  `json:"suspects"` // keys compared again after settling
+	Diffs     []Diff `json:"diffs"`
 	// Unsettled lists rows the monolith kept changing through every
 	// re-check: never seen equal, never seen still. They are not counted
 	// as differences (the pipeline was shown caught up; the row simply
 	// moved faster than two reads could agree); run verify again when the
 	// writes are quieter.
-	Unsettled []Key `json:"unsettled,omitempty"`
+	Unsettled []Key   `json:"unsettled,omitempty"`
 	Truncated bool    `json:"truncated,omitempty"` // more differences than MaxKeys
 	Seconds   float64 `json:"seconds"`
 	Repaired  int     `json:"repaired,omitempty"`
