@@ -31,8 +31,8 @@ type role struct {
 	prefix string // SCOOP_TOPIC_PREFIX
 	topic  string
 	dlq    string
-	group  string // consumer group of the mapping
-	target string // table in the store
+	group  string   // consumer group of the mapping
+	target string   // table in the store
 	env    []string // added to its scoop processes' environment
 }
 
