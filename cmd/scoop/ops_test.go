@@ -194,7 +194,7 @@ func TestReadinessNamesUnreachableStore(t *testing.T) {
 	table := status(t, addr)
 	t.Logf("scoop status:\n%s", table)
 	for _, re := range []string{
-		`(?m)^slot ` + e.slot + `  publication ` + e.slot + `$`,
+		`(?m)^slot ` + e.slot + `  publication ` + e.slot + `  leader \(this instance streams from the slot\)$`,
 		`(?m)^  server [0-9A-F]+/[0-9A-F]+  received [0-9A-F]+/[0-9A-F]+  confirmed [0-9A-F]+/[0-9A-F]+  restart [0-9A-F]+/[0-9A-F]+$`,
 		`(?m)^  retained WAL \d+\.\d MB  wal_status (reserved|extended)  walsender active  source lag \d+\.\ds$`,
 		`(?m)^ready$`,
