@@ -70,18 +70,41 @@ func waitEqual(t *testing.T, d *proc, what string, want func() []string, got fun
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: service store did not converge: %d rows at source, %d in store\nfirst source row: %v\nfirst store row:  %v\nscoop log tail:\n%s",
-				what, len(w), len(g), first(w), first(g), tail(d.logs(), 3000))
+			t.Fatalf("%s: service store did not converge: %d rows at source, %d in store\n%s\nscoop log tail:\n%s",
+				what, len(w), len(g), rowDiff(w, g), tail(d.logs(), 3000))
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
 }
 
-func first(s []string) string {
-	if len(s) == 0 {
-		return "(none)"
+// rowDiff names the first rows that only one side has.
+func rowDiff(want, got []string) string {
+	in := func(rows []string) map[string]bool {
+		m := make(map[string]bool, len(rows))
+		for _, r := range rows {
+			m[r] = true
+		}
+		return m
 	}
-	return s[0]
+	w, g := in(want), in(got)
+	var b strings.Builder
+	only := func(label string, rows []string, other map[string]bool) {
+		n := 0
+		for _, r := range rows {
+			if !other[r] {
+				if n < 10 {
+					fmt.Fprintf(&b, "%s: %s\n", label, r)
+				}
+				n++
+			}
+		}
+		if n > 10 {
+			fmt.Fprintf(&b, "%s: ... %d in all\n", label, n)
+		}
+	}
+	only("only at source", want, g)
+	only("only in store ", got, w)
+	return b.String()
 }
 
 func tail(s string, n int) string {

@@ -100,8 +100,21 @@ func TestRollingRestart(t *testing.T) {
 	table := createTable(t, 50)
 	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: roll-pg\n    source: public.%[1]s\n    store: accounts\n  - name: roll-cass\n    source: public.%[1]s\n    store: orders\n", table))
 	var procs [3]*proc
+	var all []*proc // every instance started, for the logs of a failure
+	start := func() *proc {
+		p := startProc(t, e.env)
+		all = append(all, p)
+		return p
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range all {
+				t.Logf("instance %d log tail:\n%s", i, tail(p.logs(), 4000))
+			}
+		}
+	})
 	for i := range procs {
-		procs[i] = startProc(t, e.env)
+		procs[i] = start()
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(procs[0].logs()+procs[1].logs()+procs[2].logs(), "msg=streaming") {
@@ -145,7 +158,7 @@ func TestRollingRestart(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		procs[i].cmd.Process.Signal(syscall.SIGTERM)
 		procs[i].cmd.Wait()
-		procs[i] = startProc(t, e.env)
+		procs[i] = start()
 	}
 	time.Sleep(2 * time.Second)
 	procs[1].kill()
