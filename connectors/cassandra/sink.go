@@ -275,16 +275,39 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 	return g.Wait()
 }
 
-// classify: invalid queries and bad values cannot be fixed by retrying.
+// classify: invalid queries and bad values cannot be fixed by retrying;
+// a table, keyspace or column the store does not know is its schema, not
+// the event's fault, and is retried (see schemaNotLive).
 func classify(err error) error {
 	var reqErr gocql.RequestError
 	if errors.As(err, &reqErr) {
 		switch reqErr.Code() {
 		case gocql.ErrCodeInvalid, gocql.ErrCodeSyntax:
+			if reqErr.Code() == gocql.ErrCodeInvalid && schemaNotLive(reqErr.Message()) {
+				return fmt.Errorf("the store does not know the table or a column yet (another instance created it a moment ago, or it was dropped): %w", err)
+			}
 			return pipeline.Permanent(err)
 		}
 	}
 	return err
+}
+
+// schemaNotLive reports whether an invalid-request message says that the
+// coordinator does not know the keyspace, table or a column written. When
+// instances of a mapping start together, one creates the table and the
+// others find its columns in system_schema a moment (up to a second, seen
+// on a loaded node) before the coordinator accepts writes to it; a dropped
+// table reads the same. Either way the mapping must pause, not dead-letter
+// the events. Messages of Cassandra 4 and 5.
+func schemaNotLive(msg string) bool {
+	m := strings.ToLower(msg)
+	switch {
+	case strings.HasPrefix(m, "unconfigured table "), strings.HasPrefix(m, "undefined column name "):
+		return true
+	case strings.HasPrefix(m, "table "), strings.HasPrefix(m, "keyspace "):
+		return strings.HasSuffix(m, " does not exist")
+	}
+	return false
 }
 
 // writeTime is a change's USING TIMESTAMP: the source commit time in µs,
