@@ -49,7 +49,11 @@ type ApplyConfig struct {
 	// the instances of the group (nil: a truncate is applied where it is
 	// read, ordered against its own partition only).
 	Barriers TruncateBarriers
-	Logger   *slog.Logger
+	// SkipOrigin: events whose OriginHeader names this flow came from the
+	// store this stage writes (its mapping's opposite flow applied them
+	// there); they are committed without being applied.
+	SkipOrigin string
+	Logger     *slog.Logger
 }
 
 // ApplyStats are counters for metrics and status.
@@ -65,7 +69,10 @@ type ApplyStats struct {
 	SchemaMismatch atomic.Bool
 	// SchemaChanges counts sink rebuilds after the source's columns changed.
 	SchemaChanges atomic.Uint64
-	LastError     atomic.Pointer[string] // why the mapping last paused (nil while it flows)
+	// Echoes counts the events skipped because they came from this store
+	// (ApplyConfig.SkipOrigin).
+	Echoes    atomic.Uint64
+	LastError atomic.Pointer[string] // why the mapping last paused (nil while it flows)
 }
 
 // applyBackoff bounds the wait between attempts on a failing store.
@@ -157,6 +164,12 @@ func (a *applier) applyBatch(ctx context.Context, msgs []Message) error {
 	changes := make([]Change, 0, len(msgs))
 	var dead []Record
 	for _, m := range msgs {
+		if a.cfg.SkipOrigin != "" && m.Headers[OriginHeader] == a.cfg.SkipOrigin {
+			if m.Value != nil {
+				a.stats.Echoes.Add(1)
+			}
+			continue // written by this mapping's other flow from this store
+		}
 		c, ok, err := DecodeChange(m.Key, m.Value)
 		if err != nil {
 			dead = append(dead, a.deadLetter(m, err))

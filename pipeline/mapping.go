@@ -284,6 +284,7 @@ func LoadFile(path string, stores map[string]string) (*File, error) {
 func (f *File) Validate(stores map[string]string) error {
 	var errs []error
 	seen := map[string]bool{}
+	reverseTargets := map[string]string{} // store/target table -> mapping with direction both
 	for i := range f.Mappings {
 		m := &f.Mappings[i]
 		id := m.Name
@@ -330,7 +331,14 @@ func (f *File) Validate(stores map[string]string) error {
 			m.Direction = DirectionForward
 		case DirectionForward:
 		case DirectionBoth:
-			bad("direction", "reverse flow (both) is not available in this version of scoop", "use direction: forward")
+			key := strings.ToLower(m.Store) + "/" + m.TargetTable()
+			if prev, ok := reverseTargets[key]; ok {
+				bad("direction", fmt.Sprintf("mapping %q already writes table %q of store %q with direction both; its writes cannot go back to two monolith tables", prev, m.TargetTable(), m.Store), "keep direction: both on one of them")
+			}
+			reverseTargets[key] = m.Name
+			if m.Conflict != "" && m.Conflict != LastWriterWins {
+				bad("conflict", fmt.Sprintf("%s is not available with direction: both in this version of scoop", m.Conflict), "use conflict: last-writer-wins (see docs/reverse.md)")
+			}
 		default:
 			bad("direction", fmt.Sprintf("unknown direction %q", m.Direction), "use forward or both")
 		}

@@ -108,8 +108,10 @@ func TestMappingsBadFiles(t *testing.T) {
 			"invalid mappings:\nmapping x: field store: store \"billing\" has no URL (fix: set SCOOP_STORE_BILLING_URL to postgres://... or cassandra://host:port/keyspace)"},
 		{"duplicate names", "mappings:\n  - name: x\n    source: public.%[1]s\n    store: accounts\n  - name: x\n    source: public.%[1]s\n    store: orders\n",
 			"invalid mappings:\nmapping x: field name: duplicate name \"x\" (fix: rename one of the mappings)"},
-		{"reverse flow", "mappings:\n  - name: x\n    source: public.%s\n    store: accounts\n    direction: both\n",
-			"invalid mappings:\nmapping x: field direction: reverse flow (both) is not available in this version of scoop (fix: use direction: forward)"},
+		{"policy not available with both", "mappings:\n  - name: x\n    source: public.%s\n    store: accounts\n    direction: both\n    conflict: monolith-wins\n",
+			"invalid mappings:\nmapping x: field conflict: monolith-wins is not available with direction: both in this version of scoop (fix: use conflict: last-writer-wins (see docs/reverse.md))"},
+		{"two reverse flows into one table", "mappings:\n  - name: x\n    source: public.%[1]s\n    store: accounts\n    direction: both\n  - name: y\n    source: public.%[1]s\n    store: accounts\n    direction: both\n",
+			"invalid mappings:\nmapping y: field direction: mapping \"x\" already writes table \"%s\" of store \"accounts\" with direction both; its writes cannot go back to two monolith tables (fix: keep direction: both on one of them)"},
 		{"no key", "mappings:\n  - name: x\n    source: public." + nokey + "%.0s\n    store: accounts\n",
 			"invalid mappings:\nmapping x: field source: table public." + nokey + " has no primary key and no replica identity, so its updates and deletes cannot be keyed; add a primary key, or run ALTER TABLE \"public\"." + schema.QuoteIdent(nokey) + " REPLICA IDENTITY FULL (fix: name an existing table with a primary key (or replica identity), as schema.table)"},
 	}

@@ -34,6 +34,8 @@ type ConsumerConfig struct {
 	// the instances of the group (nil: a truncate is applied where it is
 	// read, ordered against its own partition only).
 	Barriers pipeline.TruncateBarriers
+	// SkipOrigin: see pipeline.ApplyConfig.
+	SkipOrigin string
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -71,7 +73,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 	return pipeline.Apply(ctx, pipeline.ApplyConfig{
 		Mapping: cfg.Mapping, Group: cfg.GroupID, Topic: cfg.Topic,
 		DeadLetters: cfg.DeadLetters, DLQTopic: cfg.DLQTopic,
-		Barriers: cfg.Barriers, Logger: cfg.Logger,
+		Barriers: cfg.Barriers, Logger: cfg.Logger, SkipOrigin: cfg.SkipOrigin,
 	}, r, sink, stats)
 }
 

@@ -35,7 +35,17 @@ type SinkConfig struct {
 	// a scoop source reading this database never captures these writes
 	// (default "scoop").
 	Origin string
-	Logger *slog.Logger
+	// NoOrigin applies without a replication origin (a reverse flow into
+	// the monolith: the forward source must capture these writes for the
+	// table's other mappings); Conflict.Tag marks them instead.
+	NoOrigin bool
+	// Conflict, for a mapping with direction: both, applies a change only
+	// if it is newer than the row's last write (see lww.go).
+	Conflict *Conflict
+	// Existing: the target table is the monolith's; it must exist and is
+	// never created or altered.
+	Existing bool
+	Logger   *slog.Logger
 }
 
 // Write methods of the PostgreSQL sink (SCOOP_PG_SINK_METHOD).
@@ -102,6 +112,12 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 		s.conn.Close(context.Background())
 		return nil, err
 	}
+	if cfg.Conflict != nil {
+		if err := s.prepareConflict(ctx); err != nil {
+			s.conn.Close(context.Background())
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -114,6 +130,11 @@ func (s *Sink) connect(ctx context.Context) error {
 	conn, err := connect(ctx, s.cfg.URL)
 	if err != nil {
 		return err
+	}
+	if s.cfg.NoOrigin {
+		s.conn = conn
+		s.staged = false
+		return nil
 	}
 	for i := 0; i < originPoolSize; i++ {
 		name := s.cfg.Origin
@@ -162,6 +183,21 @@ func (s *Sink) ensureTable(ctx context.Context) error {
 	existing, err := s.targetColumns(ctx)
 	if err != nil {
 		return err
+	}
+	if s.cfg.Existing {
+		var missing []string
+		for _, c := range s.cfg.Target.Columns {
+			if _, ok := existing[c.Name]; !ok {
+				missing = append(missing, c.Name)
+			}
+		}
+		if len(existing) == 0 {
+			return fmt.Errorf("mapping %s: table %s does not exist", s.cfg.Mapping, s.table)
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("mapping %s: %w: table %s has no column %s", s.cfg.Mapping, pipeline.ErrSchemaMismatch, s.table, strings.Join(missing, ", "))
+		}
+		return nil
 	}
 	if len(existing) == 0 {
 		var defs, keys []string
@@ -295,6 +331,11 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		}
 	}
 	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
+		if s.cfg.Conflict != nil {
+			if err := s.beginConflict(ctx, tx); err != nil {
+				return err
+			}
+		}
 		done, err := s.readProgress(ctx, tx, batch)
 		if err != nil {
 			return err
@@ -324,13 +365,19 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		// commit then carries the monolith's commit time (with
 		// track_commit_timestamp) and pg_replication_origin_progress shows
 		// how far this store is.
-		if last := lastStreamed(apply); last != nil {
+		if last := lastStreamed(apply); last != nil && !s.cfg.NoOrigin {
 			if _, err := tx.Exec(ctx, `SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2)`, formatLSN(last.CommitLSN), last.CommitTime); err != nil {
 				return fmt.Errorf("set the origin's commit position: %w", err)
 			}
 		}
 		var b pgx.Batch
-		if s.cfg.Method == MethodInsert {
+		if s.cfg.Conflict != nil {
+			for i := range apply {
+				if err := s.queueConflict(&b, &apply[i]); err != nil {
+					return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", apply[i].Partition, apply[i].Offset, err))
+				}
+			}
+		} else if s.cfg.Method == MethodInsert {
 			for i := range apply {
 				if err := s.queue(&b, &apply[i]); err != nil {
 					return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", apply[i].Partition, apply[i].Offset, err))

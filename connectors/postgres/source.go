@@ -46,6 +46,9 @@ type SourceConfig struct {
 	Stats *SourceStats
 	// Budget, when set, bounds the bytes of records handed to the forwarder.
 	Budget *pipeline.Budget
+	// NoSnapshot streams changes from the slot's creation only: no table
+	// is copied (a reverse flow's service tables came from the monolith).
+	NoSnapshot bool
 }
 
 var slotNameRe = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
@@ -262,6 +265,23 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 		}
 		slotExists = false
 	}
+	if !slotExists && s.cfg.NoSnapshot {
+		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, s.cfg.Slot, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		if err != nil {
+			return 0, nil, fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err)
+		}
+		point, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+		if err != nil {
+			return 0, nil, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
+		}
+		s.log.Info("created replication slot (no snapshot)", "consistent_point", point.String())
+		s.acked.Store(uint64(point))
+		if err := markSlotSnapshotted(ctx, conn, s.cfg.Slot, s.cfg.Tables); err != nil {
+			return 0, nil, err
+		}
+		return point, nil, nil
+	}
 	if !slotExists {
 		// Snapshot rows carry a time from before the consistent point, so
 		// every streamed change after them is newer (Cassandra's
@@ -304,10 +324,19 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 	// Tables mapped since the slot was created are copied by an incremental
 	// snapshot while the stream runs (see incremental.go).
 	var pending []*schema.Table
+	var added []TableName
 	for _, t := range s.cfg.Tables {
 		if !done[t] {
 			pending = append(pending, tables[t])
+			added = append(added, t)
 		}
+	}
+	if s.cfg.NoSnapshot && len(added) > 0 {
+		// Streamed from now on, never copied.
+		if err := markSnapshotted(ctx, conn, s.cfg.Slot, added); err != nil {
+			return 0, nil, err
+		}
+		pending = nil
 	}
 	return start, pending, nil
 }

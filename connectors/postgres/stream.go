@@ -17,7 +17,8 @@ import (
 // txState is what the decoder knows of the transaction being received.
 type txState struct {
 	open       bool
-	skip       bool // applied under scoop's own replication origin
+	skip       bool   // applied under scoop's own replication origin
+	origin     string // the scoop flow that wrote it (OriginPrefix message), "" for an application's
 	xid        uint32
 	commitLSN  uint64
 	commitTime time.Time
@@ -194,6 +195,10 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 			if c, high := s.marks.watermark(string(m.Content), s.cfg.Slot); high {
 				return s.emitChunk(enc, c, uint64(m.LSN), tx, send)
 			}
+			return nil
+		}
+		if m.Prefix == OriginPrefix && m.Transactional {
+			tx.origin = string(m.Content)
 			return nil
 		}
 		if m.Prefix == heartbeatPrefix {
@@ -385,13 +390,16 @@ func (s *Source) publish(enc *schema.Encoder, tx *txState, rel uint32, ev *schem
 		return fmt.Errorf("encode change of %s at %s: %w", t.QualifiedName(), pglogrepl.LSN(ev.Source.LSN), err)
 	}
 	rec := &pipeline.Record{Topic: topic, Key: key, Value: val, Time: ev.Source.CommitTime}
+	if tx.origin != "" {
+		rec.Headers = map[string]string{pipeline.OriginHeader: tx.origin}
+	}
 	s.stats.Events.Add(1)
 	s.marks.noteChange(t, rec.Key)
 	if err := send(pipeline.Item{Record: rec}); err != nil {
 		return err
 	}
 	if ev.Op == schema.OpDelete {
-		return send(pipeline.Item{Record: &pipeline.Record{Topic: topic, Key: rec.Key, Time: rec.Time}})
+		return send(pipeline.Item{Record: &pipeline.Record{Topic: topic, Key: rec.Key, Time: rec.Time, Headers: rec.Headers}})
 	}
 	return nil
 }

@@ -81,7 +81,7 @@ func (d *daemon) flows(version int64, mappings, usable []registry.Mapping) []flo
 			},
 		})
 	}
-	return out
+	return append(out, d.reverseFlows(version, usable)...)
 }
 
 // leadership returns the lease of the slot's source, waiting (standing by)

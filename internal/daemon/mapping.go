@@ -48,7 +48,8 @@ func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafk
 			ignoredColumns(ignore, lastErr, target, log)
 			// The sink's table is created or brought to the source's columns
 			// here (columns added; see docs/sinks.md).
-			store, err := kind.open(ctx, cfg, sinkSpec{url: storeURL, mapping: m.Name, group: group, topic: topic, target: target, log: log})
+			both := m.Direction == pipeline.DirectionBoth
+			store, err := kind.open(ctx, cfg, sinkSpec{url: storeURL, mapping: m.Name, group: group, topic: topic, target: target, log: log, both: both})
 			if err != nil {
 				return err
 			}
@@ -73,8 +74,12 @@ func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafk
 				return err
 			}
 			defer barriers.Close()
+			skip := ""
+			if both {
+				skip = pipeline.ReverseOrigin(&m.Mapping)
+			}
 			return kafka.Consume(ctx, kafka.ConsumerConfig{
-				Dialer: dialer, Barriers: barriers,
+				Dialer: dialer, Barriers: barriers, SkipOrigin: skip,
 				Brokers: cfg.KafkaBrokers, GroupID: group, Topic: topic, Mapping: &m.Mapping,
 				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log, MaxBatch: cfg.SinkBatch, MaxBatchBytes: cfg.SinkBatchMB << 20,
 			}, sink, stats)

@@ -17,6 +17,10 @@ type sinkSpec struct {
 	url, mapping, group, topic string
 	target                     pipeline.Target
 	log                        *slog.Logger
+	// both: the mapping has direction both; a PostgreSQL store then
+	// applies under the conflict policy (Cassandra's write timestamps are
+	// the policy already).
+	both bool
 }
 
 // kind is one kind of service store: the URL schemes that name it, what a
@@ -35,8 +39,12 @@ var storeKinds = map[string]kind{
 		schemes: []string{"postgres", "postgresql"},
 		check:   func(*url.URL) error { return nil },
 		open: func(ctx context.Context, cfg *Config, s sinkSpec) (pipeline.Sink, error) {
-			return postgres.NewSink(ctx, postgres.SinkConfig{URL: s.url, Mapping: s.mapping, Group: s.group, Topic: s.topic,
-				Target: s.target, Logger: s.log, Method: cfg.PGSinkMethod})
+			sc := postgres.SinkConfig{URL: s.url, Mapping: s.mapping, Group: s.group, Topic: s.topic,
+				Target: s.target, Logger: s.log, Method: cfg.PGSinkMethod}
+			if s.both {
+				sc.Conflict = &postgres.Conflict{Side: postgres.SideService, Tag: pipeline.ForwardOrigin(&pipeline.Mapping{Name: s.mapping})}
+			}
+			return postgres.NewSink(ctx, sc)
 		},
 	},
 	"cassandra": {
