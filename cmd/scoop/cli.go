@@ -19,7 +19,7 @@ import (
 // a second.
 func mappingsCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: scoop mappings apply -f FILE [--dry-run] | list | describe NAME | remove NAME")
+		return errors.New("usage: scoop mappings apply -f FILE [--dry-run] | list | describe NAME | remove NAME | flip NAME [--back] [--timeout D]")
 	}
 	cfg, err := loadConfig()
 	if err != nil {
@@ -72,9 +72,13 @@ func mappingsCommand(ctx context.Context, args []string, stdout io.Writer) error
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%-20s %-28s %-12s %-20s %s\n", "NAME", "SOURCE", "STORE", "TARGET", "GENERATION")
+		owners, err := postgres.Owners(ctx, cfg.SourceURL, cfg.Slot)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%-20s %-28s %-12s %-20s %-10s %s\n", "NAME", "SOURCE", "STORE", "TARGET", "GENERATION", "OWNER")
 		for _, m := range ms {
-			fmt.Fprintf(stdout, "%-20s %-28s %-12s %-20s %d\n", m.Name, m.Source, m.Store, m.TargetTable(), m.Generation)
+			fmt.Fprintf(stdout, "%-20s %-28s %-12s %-20s %-10d %s\n", m.Name, m.Source, m.Store, m.TargetTable(), m.Generation, ownerOf(owners, m.Name))
 		}
 		return nil
 	case "describe":
@@ -85,11 +89,17 @@ func mappingsCommand(ctx context.Context, args []string, stdout io.Writer) error
 		if err != nil {
 			return err
 		}
+		owners, err := postgres.Owners(ctx, cfg.SourceURL, cfg.Slot)
+		if err != nil {
+			return err
+		}
 		out := map[string]any{"mapping": m.Mapping, "generation": m.Generation, "updated_at": m.UpdatedAt,
-			"topic": m.TopicName(cfg.TopicPrefix), "consumer_group": m.GroupID(cfg.TopicPrefix)}
+			"topic": m.TopicName(cfg.TopicPrefix), "consumer_group": m.GroupID(cfg.TopicPrefix), "owner": ownerOf(owners, m.Name)}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
+	case "flip":
+		return flipCommand(ctx, cfg, reg, args[1:], stdout)
 	case "remove":
 		if len(args) != 2 {
 			return errors.New("usage: scoop mappings remove NAME")
@@ -100,5 +110,14 @@ func mappingsCommand(ctx context.Context, args []string, stdout io.Writer) error
 		fmt.Fprintf(stdout, "removed %s\n", args[1])
 		return nil
 	}
-	return fmt.Errorf("scoop mappings: unknown subcommand %q (apply, list, describe, remove)", args[0])
+	return fmt.Errorf("scoop mappings: unknown subcommand %q (apply, list, describe, remove, flip)", args[0])
+}
+
+// ownerOf is the side that owns a mapping's table: the monolith unless
+// `scoop mappings flip` handed it to the service.
+func ownerOf(owners map[string]postgres.Ownership, name string) string {
+	if o, ok := owners[name]; ok {
+		return o.Owner
+	}
+	return postgres.OwnerMonolith
 }

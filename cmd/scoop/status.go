@@ -13,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/scoop-cdc/scoop/connectors/postgres"
 )
 
 // statusCommand asks a running daemon through its admin API (/status) and
@@ -42,6 +44,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		body, ownersNote := withOwners(ctx, cfg.SourceURL, cfg.Slot, body)
 		if *asJSON {
 			var v any
 			if err := json.Unmarshal(body, &v); err != nil {
@@ -55,7 +58,11 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := json.Unmarshal(body, &doc); err != nil {
 			return fmt.Errorf("scoop status: read the daemon's answer: %w", err)
 		}
-		return printStatus(stdout, &doc)
+		if err := printStatus(stdout, &doc); err != nil {
+			return err
+		}
+		printOwners(stdout, &doc, ownersNote)
+		return nil
 	}
 	if !*watch {
 		return show()
@@ -139,6 +146,8 @@ type statusDoc struct {
 		LagEvents   int64   `json:"lag_events"`
 		Applied     uint64  `json:"applied"`
 		DeadLetters uint64  `json:"dead_letters"`
+		Owner       string  `json:"owner"`
+		FlippedAt   string  `json:"flipped_at"`
 	} `json:"mappings"`
 }
 
@@ -216,4 +225,69 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// withOwners adds to each mapping of the daemon's status document who owns
+// its table ("owner": monolith or service, and "flipped_at" once `scoop
+// mappings flip` ran), read from the monolith's scoop.owners. When they
+// cannot be read, the document says why ("owners_error") and so does the
+// note returned.
+func withOwners(ctx context.Context, sourceURL, slot string, body []byte) ([]byte, string) {
+	var doc map[string]any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return body, "" // the caller reports the document itself
+	}
+	owners, note := map[string]postgres.Ownership{}, ""
+	if sourceURL == "" {
+		note = "owners not read: SCOOP_SOURCE_URL is not set"
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		if owners, err = postgres.Owners(ctx, sourceURL, slot); err != nil {
+			note = "owners not read: " + err.Error()
+		}
+	}
+	if note != "" {
+		doc["owners_error"] = note
+		if out, err := json.Marshal(doc); err == nil {
+			return out, note
+		}
+		return body, note
+	}
+	ms, _ := doc["mappings"].(map[string]any)
+	for name, v := range ms {
+		m, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		m["owner"] = ownerOf(owners, name)
+		if o, ok := owners[name]; ok {
+			m["flipped_at"] = o.ChangedAt.UTC().Format(time.RFC3339)
+		}
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return body, ""
+	}
+	return out, ""
+}
+
+// printOwners names, under the table, the mappings whose table the service
+// owns (their monolith table is fenced), or why owners are unknown.
+func printOwners(w io.Writer, doc *statusDoc, note string) {
+	if note != "" {
+		fmt.Fprintln(w, note)
+		return
+	}
+	names := make([]string, 0, len(doc.Mappings))
+	for n, m := range doc.Mappings {
+		if m.Owner == postgres.OwnerService {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "owner of %s: service (flipped at %s; the monolith table is fenced; undo: scoop mappings flip %s --back)\n", n, doc.Mappings[n].FlippedAt, n)
+	}
 }

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scoop-cdc/scoop/internal/testenv"
+	"github.com/scoop-cdc/scoop/schema"
+)
+
+// loadWriter inserts a new row, then updates an older one, in its own
+// transaction each, into table of db until a write is refused (or ctx
+// ends, which is a failure: the fence never came). It counts the writes
+// that committed.
+type loadWriter struct {
+	committed atomic.Int64
+	refused   chan error
+}
+
+func startWriter(ctx context.Context, t *testing.T, db, table, col string, firstID int) *loadWriter {
+	w := &loadWriter{refused: make(chan error, 1)}
+	go func() {
+		c, err := pgx.Connect(context.Background(), testenv.PGURL(db))
+		if err != nil {
+			w.refused <- err
+			return
+		}
+		defer c.Close(context.Background())
+		q := schema.QuoteIdent(table)
+		for id := firstID; ; id++ {
+			if ctx.Err() != nil {
+				w.refused <- fmt.Errorf("the %s writer was never refused (%d writes committed)", db, w.committed.Load())
+				return
+			}
+			sql, args := fmt.Sprintf(`INSERT INTO %s (id, amount, %s) VALUES ($1::int, $1::int, $2)`, q, schema.QuoteIdent(col)), []any{id, fmt.Sprintf("%s-%d", db, id)}
+			if id%2 == 1 {
+				sql, args = fmt.Sprintf(`UPDATE %s SET %s = $2 WHERE id = $1`, q, schema.QuoteIdent(col)), []any{id - 1, fmt.Sprintf("%s-upd-%d", db, id)}
+			}
+			if _, err := c.Exec(context.Background(), sql, args...); err != nil {
+				w.refused <- err
+				return
+			}
+			w.committed.Add(1)
+		}
+	}()
+	return w
+}
+
+// refusal waits for the writer's refused write (it comes at once after a
+// fence) and checks its text.
+func (w *loadWriter) refusal(t *testing.T, want ...string) {
+	t.Helper()
+	select {
+	case err := <-w.refused:
+		for _, s := range want {
+			if !strings.Contains(err.Error(), s) {
+				t.Fatalf("the refused write's error %q lacks %q", err, s)
+			}
+		}
+		t.Logf("%d writes committed, then: %v", w.committed.Load(), err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the writer was not refused within 30s of the fence")
+	}
+}
+
+// TestFlipUnderLoad: a writer hammers the monolith table while it is
+// flipped to the service; the flip returns only when every committed write
+// is in the service table (read at once, no waiting), and the writer's
+// next write fails naming the mapping. The service's writes then reach the
+// monolith. The flip back, under a writer on the service table, returns
+// only when every service write is in the monolith; the monolith is
+// writable again, the service table refuses writes, and both converge.
+func TestFlipUnderLoad(t *testing.T) {
+	table := createTable(t, 20)
+	svcTable := table + "_svc"
+	e := newE2E(t, fmt.Sprintf(`mappings:
+  - {name: cut, source: public.%s, store: accounts, target: %s, direction: both, conflict: last-writer-wins, columns: {rename: {note: remark}, exclude: [secret]}}
+`, table, svcTable))
+	addr := freeAddr(t)
+	d := startProc(t, setEnv(e.env, "SCOOP_ADMIN_ADDR", addr))
+	mono := fmt.Sprintf(`SELECT id || '|' || amount::numeric(12,2)::text || '|' || coalesce(note, '') FROM %s`, schema.QuoteIdent(table))
+	svc := fmt.Sprintf(`SELECT id || '|' || amount::numeric(12,2)::text || '|' || coalesce(remark, '') FROM %s`, schema.QuoteIdent(svcTable))
+	waitEqual(t, d, "snapshot -> service", query(t, "monolith", mono), query(t, "service", svc))
+	waitReverse(t, d, 1)
+	if _, err := e.cli(t, "mappings", "flip", "cut", "--back"); err == nil || err.Error() != "mapping is not flipped: the monolith owns mapping cut's table public."+table+" already; to hand it to the service: scoop mappings flip cut" {
+		t.Fatalf("--back before any flip: %v", err)
+	}
+
+	ctx, stop := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer stop()
+	w := startWriter(ctx, t, "monolith", table, "note", 1000)
+	waitFor(t, d, "the monolith writer going", 10*time.Second, func() (bool, string) { return w.committed.Load() > 200, fmt.Sprint(w.committed.Load()) })
+	out, err := e.cli(t, "mappings", "flip", "cut", "--timeout", "90s")
+	t.Logf("scoop mappings flip cut:\n%s", out)
+	if err != nil {
+		t.Fatalf("flip: %v\nscoop log tail:\n%s", err, tail(d.logs(), 3000))
+	}
+	// Read at once: everything the monolith committed is in the service.
+	if m, s := query(t, "monolith", mono)(), query(t, "service", svc)(); strings.Join(m, "\n") != strings.Join(s, "\n") {
+		t.Fatalf("flip returned before the service had every write of the monolith (%d rows there, %d in the service):\n%s", len(m), len(s), rowDiff(m, s))
+	}
+	w.refusal(t, "mapping cut was flipped to the service", "scoop mappings flip cut --back")
+	for _, want := range []string{"fenced public." + table + " in the monolith at ", "drained in ", "mapping cut flipped: the service (store accounts) owns " + svcTable} {
+		if !strings.Contains(out, want) {
+			t.Errorf("flip's output lacks %q", want)
+		}
+	}
+	if _, err := e.cli(t, "mappings", "flip", "cut"); err == nil || !strings.HasPrefix(err.Error(), "mapping is already flipped: mapping cut was flipped to the service at ") || !strings.HasSuffix(err.Error(), "; to give it back to the monolith: scoop mappings flip cut --back") {
+		t.Fatalf("second flip: %v", err)
+	}
+	m := testenv.Conn(t, "monolith")
+	if _, err := m.Exec(context.Background(), fmt.Sprintf(`TRUNCATE %s`, schema.QuoteIdent(table))); err == nil || !strings.Contains(err.Error(), "mapping cut was flipped to the service") {
+		t.Fatalf("TRUNCATE of the fenced monolith table: %v", err)
+	}
+	if list, _ := e.cli(t, "mappings", "list"); !strings.Contains(list, " service\n") {
+		t.Errorf("mappings list does not name the service as owner:\n%s", list)
+	}
+	var doc struct {
+		Mappings map[string]struct{ Owner string }
+	}
+	if err := json.Unmarshal([]byte(status(t, addr, "--json")), &doc); err != nil || doc.Mappings["cut"].Owner != "service" {
+		t.Errorf("status --json: owner of cut %q (%v)", doc.Mappings["cut"].Owner, err)
+	}
+	if table := status(t, addr); !strings.Contains(table, "owner of cut: service (flipped at ") {
+		t.Errorf("status does not say the service owns cut:\n%s", table)
+	}
+
+	// The service writes; the monolith follows through the reverse flow.
+	s := testenv.Conn(t, "service")
+	testenv.Exec(t, s, fmt.Sprintf(`INSERT INTO %s (id, amount, remark) VALUES (1, 1, 'service owns it') ON CONFLICT (id) DO UPDATE SET remark = EXCLUDED.remark`, schema.QuoteIdent(svcTable)))
+	testenv.Exec(t, s, fmt.Sprintf(`DELETE FROM %s WHERE id = 2`, schema.QuoteIdent(svcTable)))
+	waitEqual(t, d, "service writes -> monolith", query(t, "service", svc), query(t, "monolith", mono))
+
+	// Flip back under a writer on the service table.
+	sw := startWriter(ctx, t, "service", svcTable, "remark", 100000)
+	waitFor(t, d, "the service writer going", 10*time.Second, func() (bool, string) { return sw.committed.Load() > 200, fmt.Sprint(sw.committed.Load()) })
+	out, err = e.cli(t, "mappings", "flip", "cut", "--back", "--timeout", "90s")
+	t.Logf("scoop mappings flip cut --back:\n%s", out)
+	if err != nil {
+		t.Fatalf("flip back: %v\nscoop log tail:\n%s", err, tail(d.logs(), 3000))
+	}
+	if m, s := query(t, "monolith", mono)(), query(t, "service", svc)(); strings.Join(m, "\n") != strings.Join(s, "\n") {
+		t.Fatalf("flip --back returned before the monolith had every write of the service (%d rows there, %d in the service):\n%s", len(m), len(s), rowDiff(s, m))
+	}
+	sw.refusal(t, "mapping cut was flipped back to the monolith", "scoop mappings flip cut`")
+	if _, err := e.cli(t, "mappings", "flip", "cut", "--back"); err == nil || !strings.HasPrefix(err.Error(), "mapping is not flipped: ") {
+		t.Fatalf("second flip --back: %v", err)
+	}
+	testenv.Exec(t, m, fmt.Sprintf(`UPDATE %s SET note = 'monolith owns it again' WHERE id = 1`, schema.QuoteIdent(table)))
+	waitEqual(t, d, "monolith writes -> service", query(t, "monolith", mono), query(t, "service", svc))
+	if list, _ := e.cli(t, "mappings", "list"); !strings.Contains(list, " monolith\n") {
+		t.Errorf("mappings list does not name the monolith as owner:\n%s", list)
+	}
+}
+
+// TestFlipRefusals: the flips that cannot start say why and what to do;
+// a flip that cannot drain (no scoop running) times out naming what is
+// pending and leaves the fence.
+func TestFlipRefusals(t *testing.T) {
+	a, b := createTable(t, 1), createTable(t, 1)
+	e := newE2E(t, "mappings: []\n")
+	file := writeMappings(t, fmt.Sprintf(`mappings:
+  - {name: fwd, source: public.%s, store: accounts}
+  - {name: two, source: public.%s, store: accounts, direction: both, conflict: last-writer-wins}
+`, a, b))
+	if _, err := e.cli(t, "mappings", "apply", "-f", file); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"flip", "nope"}, `no such mapping: "nope" (see scoop mappings list)`},
+		{[]string{"flip"}, "usage: scoop mappings flip NAME [--back] [--timeout D]"},
+		{[]string{"flip", "two", "--timeout", "0s"}, "scoop mappings flip: --timeout=0s: must be positive, e.g. 5m"},
+		{[]string{"flip", "fwd"}, "mapping is not bidirectional: mapping fwd has direction forward, and only a mapping with direction: both can be flipped (the service's writes must flow back to the monolith); set direction: both and conflict: last-writer-wins for it in the mappings file, run `scoop mappings apply -f FILE`, let it settle (`scoop verify fwd`), then flip"},
+		{[]string{"flip", "fwd", "--back"}, "mapping is not bidirectional: mapping fwd has direction forward"},
+		{[]string{"flip", "two", "--back"}, "mapping is not flipped: the monolith owns mapping two's table public." + b + " already; to hand it to the service: scoop mappings flip two"},
+	} {
+		_, err := e.cli(t, append([]string{"mappings"}, c.args...)...)
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("scoop mappings %s: %v\nwant: %s", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+	start := time.Now()
+	_, err := e.cli(t, "mappings", "flip", "two", "--timeout", "1s")
+	want := "flip not finished in time: mapping two: not drained within 1s (--timeout): still pending: source slot " + e.slot + ": read slot " + e.slot + ": replication slot does not exist (does scoop run and the mapping stream? see scoop status); public." + b + " stays fenced: run `scoop mappings flip two` again to keep waiting, or `scoop mappings flip two --back` to undo"
+	if err == nil || err.Error() != want {
+		t.Fatalf("flip with no scoop running: %v\nwant: %s", err, want)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("a 1s timeout took %s", d)
+	}
+	m := testenv.Conn(t, "monolith")
+	if _, err := m.Exec(context.Background(), fmt.Sprintf(`DELETE FROM %s`, schema.QuoteIdent(b))); err == nil || !strings.Contains(err.Error(), "scoop: mapping two was flipped to the service (store accounts)") {
+		t.Fatalf("write after a timed-out flip: %v", err)
+	}
+	if list, _ := e.cli(t, "mappings", "list"); !strings.Contains(list, " monolith\n") || strings.Contains(list, " service\n") {
+		t.Errorf("a timed-out flip changed the owner:\n%s", list)
+	}
+}
