@@ -311,3 +311,29 @@ func TestBackoff(t *testing.T) {
 		t.Fatalf("zero Backoff waits %v first, want 100ms", d)
 	}
 }
+
+// Events that the mapping's other flow wrote from this store are committed
+// without being applied; the same flow's name on another mapping, or no
+// header, is applied.
+func TestApplySkipsOwnEchoes(t *testing.T) {
+	sink := &fakeSink{}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	echo := row(0, 1, 2)
+	echo.Headers = map[string]string{OriginHeader: "reverse:m"}
+	other := row(0, 2, 3)
+	other.Headers = map[string]string{OriginHeader: "reverse:other"}
+	r := &fakeReader{batches: [][]Message{{row(0, 0, 1), echo, other}}, cancel: cancel}
+	sink.reader = r
+	stats := &ApplyStats{}
+	cfg := ApplyConfig{Mapping: &Mapping{Name: "m"}, Group: "g", Topic: "t", DeadLetters: &fakeDeadLetters{}, DLQTopic: "scoop.dlq", SkipOrigin: ReverseOrigin(&Mapping{Name: "m"})}
+	if err := Apply(ctx, cfg, r, sink, stats); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sink.applied, " "); got != "1 3" || stats.Echoes.Load() != 1 {
+		t.Fatalf("store took %q, %d echoes skipped; want \"1 3\" and 1", got, stats.Echoes.Load())
+	}
+	if got := strings.Join(r.committed, " "); got != "0/0 0/1 0/2" {
+		t.Fatalf("committed %s, want 0/0 0/1 0/2", got)
+	}
+}

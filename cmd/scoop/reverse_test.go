@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,5 +163,174 @@ func TestReverseNoEcho(t *testing.T) {
 	}
 	if fresh != 1 || tagged != 1 {
 		t.Errorf("the monolith's topic got %d events (%d tagged reverse:echo-a), want 1 tagged", fresh, tagged)
+	}
+}
+
+// write is one committed write of the race test.
+type write struct {
+	key     int
+	deleted bool
+	note    string
+	ts      int64 // commit time, µs
+	side    string
+}
+
+// raceWriter writes random upserts, updates and deletes on keys 1..keys of
+// table in db until ctx ends, recording every write that changed a row
+// with its commit time.
+func raceWriter(ctx context.Context, t *testing.T, db, side, table string, seed int64, keys int, out chan<- write) {
+	c, err := pgx.Connect(context.Background(), testenv.PGURL(db))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer c.Close(context.Background())
+	r := rand.New(rand.NewSource(seed))
+	q := schema.QuoteIdent(table)
+	col := "note"
+	if side == "service" {
+		col = "remark"
+	}
+	for seq := 0; ctx.Err() == nil; seq++ {
+		k := 1 + r.Intn(keys)
+		note := fmt.Sprintf("%s-%d-%d", side, seed, seq)
+		var sql string
+		var args []any
+		deleted := false
+		switch n := r.Intn(4); {
+		case n < 2:
+			sql, args = fmt.Sprintf(`UPDATE %s SET %s = $2 WHERE id = $1`, q, col), []any{k, note}
+		case n == 2:
+			sql, args = fmt.Sprintf(`INSERT INTO %s (id, amount, %s) VALUES ($1::int, $1::int, $2) ON CONFLICT (id) DO UPDATE SET %[2]s = EXCLUDED.%[2]s`, q, col), []any{k, note}
+		default:
+			sql, args, deleted = fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, q), []any{k}, true
+		}
+		var xid int64
+		var affected int64
+		err := pgx.BeginFunc(context.Background(), c, func(tx pgx.Tx) error {
+			if err := tx.QueryRow(context.Background(), `SELECT txid_current()`).Scan(&xid); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(context.Background(), sql, args...)
+			affected = tag.RowsAffected()
+			return err
+		})
+		if err != nil {
+			t.Errorf("%s writer: %v", side, err)
+			return
+		}
+		if affected == 0 {
+			continue // changed nothing: not a write
+		}
+		var ts int64
+		if err := c.QueryRow(context.Background(), `SELECT (extract(epoch FROM pg_xact_commit_timestamp(($1::bigint % 4294967296)::text::xid)) * 1000000)::bigint`, xid).Scan(&ts); err != nil {
+			t.Errorf("%s writer: commit time: %v", side, err)
+			return
+		}
+		if deleted {
+			note = ""
+		}
+		out <- write{key: k, deleted: deleted, note: note, ts: ts, side: side}
+		time.Sleep(time.Duration(r.Intn(4)) * time.Millisecond)
+	}
+}
+
+// TestReverseRaceLastWriterWins: two writers on each side hit the same 100
+// keys for 20 s (with scoop SIGKILLed and restarted in the middle when
+// kill is set); then both sides hold the same rows, and each key holds the
+// write with the latest commit time (the monolith's at a tie), or is absent
+// if that write was a delete.
+func TestReverseRaceLastWriterWins(t *testing.T) { raceLWW(t, false) }
+
+// TestReverseRaceSurvivesKill: the race with scoop SIGKILLed mid-way.
+func TestReverseRaceSurvivesKill(t *testing.T) { raceLWW(t, true) }
+
+func raceLWW(t *testing.T, kill bool) {
+	const keys = 100
+	table := createTable(t, keys)
+	svcTable := table + "_svc"
+	e := newE2E(t, fmt.Sprintf(`mappings:
+  - {name: race, source: public.%s, store: accounts, target: %s, direction: both, columns: {rename: {note: remark}, exclude: [secret]}}
+`, table, svcTable))
+	d := startProc(t, e.env)
+	mono := fmt.Sprintf(`SELECT id || '|' || coalesce(note, '') FROM %s`, schema.QuoteIdent(table))
+	svc := fmt.Sprintf(`SELECT id || '|' || coalesce(remark, '') FROM %s`, schema.QuoteIdent(svcTable))
+	waitEqual(t, d, "snapshot -> service", query(t, "monolith", mono), query(t, "service", svc))
+	waitReverse(t, d, 1)
+
+	seed := time.Now().UnixNano() % 1000
+	t.Logf("seeds %d..%d", seed, seed+3)
+	ctx, stop := context.WithTimeout(context.Background(), 20*time.Second)
+	defer stop()
+	writes := make(chan write, 1<<16)
+	var wg sync.WaitGroup
+	for i, w := range []struct{ db, side, table string }{{"monolith", "monolith", table}, {"monolith", "monolith", table}, {"service", "service", svcTable}, {"service", "service", svcTable}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			raceWriter(ctx, t, w.db, w.side, w.table, seed+int64(i), keys, writes)
+		}()
+	}
+	if kill {
+		time.Sleep(10 * time.Second)
+		d.kill()
+		d = startProc(t, e.env)
+	}
+	wg.Wait()
+	close(writes)
+	last := map[int]write{}
+	byKey := map[int][]write{}
+	n := 0
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// The history of the keys the sides disagree on.
+		m, sv := query(t, "monolith", mono)(), query(t, "service", svc)()
+		bad := map[int]bool{}
+		for _, line := range strings.Split(rowDiff(m, sv), "\n") {
+			var k int
+			if i := strings.Index(line, ": "); i >= 0 {
+				fmt.Sscanf(line[i+2:], "%d|", &k)
+			}
+			if k > 0 {
+				bad[k] = true
+			}
+		}
+		for k := range bad {
+			h := byKey[k]
+			if len(h) > 8 {
+				h = h[len(h)-8:]
+			}
+			t.Logf("key %d, last writes: %+v", k, h)
+			t.Logf("key %d versions: monolith %v service %v", k,
+				query(t, "monolith", fmt.Sprintf(`SELECT ts || ' ' || side || ' ' || deleted || ' ' || xmin FROM scoop.row_versions WHERE key = '{"id": %d}' AND tbl = 'public.%s'`, k, table))(),
+				query(t, "service", fmt.Sprintf(`SELECT ts || ' ' || side || ' ' || deleted || ' ' || xmin FROM scoop.row_versions WHERE key = '{"id": %d}' AND tbl = 'public.%s'`, k, svcTable))())
+		}
+	})
+	for w := range writes {
+		byKey[w.key] = append(byKey[w.key], w)
+		n++
+		p, ok := last[w.key]
+		if !ok || w.ts > p.ts || w.ts == p.ts && w.side == "monolith" {
+			last[w.key] = w
+		}
+	}
+	t.Logf("%d writes on %d keys", n, len(last))
+	waitEqual(t, d, "race: monolith vs service", query(t, "monolith", mono), query(t, "service", svc))
+	var want []string
+	for k := 1; k <= keys; k++ {
+		w, ok := last[k]
+		switch {
+		case !ok:
+			want = append(want, fmt.Sprintf("%d|n%d", k, k)) // never written
+		case !w.deleted:
+			want = append(want, fmt.Sprintf("%d|%s", k, w.note))
+		}
+	}
+	sort.Strings(want)
+	got := query(t, "monolith", mono)()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("both sides agree but not on the last writer:\n%s", rowDiff(want, got))
 	}
 }

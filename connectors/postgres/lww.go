@@ -91,6 +91,17 @@ BEGIN
 	IF cur_ts IS NULL THEN RETURN true; END IF;
 	RETURN ts > cur_ts OR (ts = cur_ts AND (side = cur_side OR side = 'monolith'));
 END $$;
+CREATE OR REPLACE FUNCTION scoop.lww_guard(old_ts bigint, old_side text, old_xmin xid, ts bigint, side text)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE cur bigint;
+BEGIN
+	cur := coalesce(old_ts, scoop.commit_us(old_xmin));
+	IF cur IS NULL OR ts > cur OR (ts = cur AND (side = old_side OR side = 'monolith')) THEN
+		RETURN true;
+	END IF;
+	RAISE EXCEPTION 'scoop: the row was written while scoop applied an older change to it; retrying'
+		USING ERRCODE = '40001';
+END $$;
 CREATE OR REPLACE FUNCTION scoop.note_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF coalesce(current_setting('scoop.applying', true), '') <> '' THEN
@@ -181,7 +192,12 @@ func (s *Sink) queueConflict(b *pgx.Batch, c *pipeline.Change) error {
 	version := func(deleted bool) string {
 		return fmt.Sprintf(`INSERT INTO scoop.row_versions (tbl, key, ts, side, deleted) SELECT %s, %s, %s, %s, %t`, tbl, key, ts, side, deleted)
 	}
-	const onVersion = ` ON CONFLICT (tbl, key) DO UPDATE SET ts = EXCLUDED.ts, side = EXCLUDED.side, deleted = EXCLUDED.deleted`
+	// The check above read a snapshot: an application's delete of the key
+	// that committed since (its trigger wrote the version) would let an
+	// older insert through. The version's write sees it, and fails the
+	// batch, which is retried.
+	const onVersion = ` ON CONFLICT (tbl, key) DO UPDATE SET ts = EXCLUDED.ts, side = EXCLUDED.side, deleted = EXCLUDED.deleted
+		WHERE scoop.lww_guard(scoop.row_versions.ts, scoop.row_versions.side, scoop.row_versions.xmin, EXCLUDED.ts, EXCLUDED.side)`
 	rowExists := "EXISTS (SELECT 1 FROM " + s.table + " cur WHERE " + strings.Join(where, " AND ") + ")"
 	if c.Op == schema.OpDelete {
 		sql := fmt.Sprintf(`WITH d AS (DELETE FROM %s cur WHERE %s AND %s RETURNING 1) %s WHERE EXISTS (SELECT 1 FROM d) OR (NOT %s AND %s)%s`,

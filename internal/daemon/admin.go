@@ -59,6 +59,8 @@ func (a *admin) mappingStats(name string) *kafka.ConsumerStats {
 			func() float64 { return float64(st.DeadLetters.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_sink_retries_total", Help: "Failed store writes retried.", ConstLabels: labels},
 			func() float64 { return float64(st.Retries.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_sink_echoes_skipped_total", Help: "Events skipped because this mapping's other flow wrote them from this store (direction both).", ConstLabels: labels},
+			func() float64 { return float64(st.Echoes.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scoop_sink_paused", Help: "1 while the store is failing and the mapping waits.", ConstLabels: labels},
 			func() float64 {
 				if st.Paused.Load() {
