@@ -39,6 +39,9 @@ type config struct {
 	snapshotRows int     // rows of the snapshot table
 	latencySecs  float64 // duration of the steady-rate latency phase
 	latencyRate  float64 // rows/s of the latency phase (0: half the measured PG sink rate)
+	reverseRows  int     // rows of the reverse phase's bulk service insert
+	reverseRate  float64 // single-row service transactions/s of the reverse phase's stream
+	reverse      bool    // run the reverse phase
 	workloads    []string
 	outDir       string
 	scoopBin     string
@@ -100,6 +103,12 @@ func loadConfig(root string) config {
 	c.snapshotRows = max(envInt("BENCH_SNAPSHOT_ROWS", 5*c.rows), 1000)
 	c.latencySecs = envFloat("BENCH_LATENCY_SECONDS", latDef)
 	c.latencyRate = envFloat("BENCH_LATENCY_RATE", 0)
+	c.reverseRows = max(envInt("BENCH_REVERSE_ROWS", c.rows/4), 1000)
+	c.reverseRate = envFloat("BENCH_REVERSE_RATE", 100)
+	if c.reverseRate <= 0 {
+		fatalf("BENCH_REVERSE_RATE=%q: want a positive rate", os.Getenv("BENCH_REVERSE_RATE"))
+	}
+	c.reverse = envBool("BENCH_REVERSE", true)
 	c.keep = envBool("BENCH_KEEP", false)
 	c.profile = envBool("BENCH_PROFILE", !c.smoke)
 	c.partitions = 3
@@ -198,6 +207,9 @@ func (b *bench) run(ctx context.Context) int {
 		}
 		if ctx.Err() == nil {
 			b.runLatency(ctx)
+		}
+		if ctx.Err() == nil && b.cfg.reverse {
+			b.runReverse(ctx)
 		}
 		if ctx.Err() == nil {
 			b.runSnapshot(ctx)

@@ -34,6 +34,9 @@ type role struct {
 	group  string   // consumer group of the mapping
 	target string   // table in the store
 	env    []string // added to its scoop processes' environment
+	// mappingExtra is added to the mapping's YAML (indented fields, e.g.
+	// "    direction: both\n").
+	mappingExtra string
 }
 
 func (b *bench) newRole(name, kind, table string) *role {
@@ -88,6 +91,7 @@ func (b *bench) startScoop(phase string, r *role) (*scoopProc, error) {
 		store = "cassandra://" + testenv.CassandraAddr() + "/" + b.ks
 	}
 	mappings := fmt.Sprintf("mappings:\n  - name: m-%s\n    source: public.%s\n    store: svc\n    target: %s\n", r.name, r.table, r.target)
+	mappings += r.mappingExtra
 	mpath := filepath.Join(b.logDir, r.slot+".yaml")
 	if err := os.WriteFile(mpath, []byte(mappings), 0o644); err != nil {
 		return nil, err

@@ -118,7 +118,11 @@ type results struct {
 	CassandraSinkRatio *float64 `json:"cassandra_sink_ratio"`
 	SnapshotRatio      *float64 `json:"snapshot_ratio"`
 	P99CommitToApplyMS *float64 `json:"p99_commit_to_apply_ms"`
-	PeakRSSMB          *float64 `json:"peak_rss_mb"`
+	// The reverse phase: service -> monolith rows/s over the raw psql
+	// upsert's, and the p99 from the service commit to the monolith.
+	ReverseRatio              *float64 `json:"reverse_ratio"`
+	P99ReverseCommitToApplyMS *float64 `json:"p99_reverse_commit_to_apply_ms"`
+	PeakRSSMB                 *float64 `json:"peak_rss_mb"`
 
 	// The figures behind the ratios (main workload; changes/s or rows/s).
 	Scoop map[string]float64 `json:"scoop"`
@@ -127,6 +131,7 @@ type results struct {
 	Targets   []target          `json:"targets"`
 	Workloads []*workloadResult `json:"workloads"`
 	Latency   *latencyResult    `json:"latency,omitempty"`
+	Reverse   *reverseResult    `json:"reverse,omitempty"`
 	Snapshot  *snapshotResult   `json:"snapshot,omitempty"`
 	Phases    []phaseRSS        `json:"peak_rss_by_phase"`
 	Profiles  []*profileResult  `json:"cpu_profiles,omitempty"`
@@ -144,6 +149,7 @@ var methodNotes = []string{
 	"Changes are row changes; a delete is one change but two Kafka records (event + tombstone). Raw COPY and the gocql loop write the workload table's final rows; the sink ratio compares changes/s with rows/s.",
 	"raw COPY: COPY ... FROM STDIN (text, read before with COPY TO) into a service table with the same columns and primary key. raw Cassandra: prepared INSERT of the same rows, 64 in flight, token-aware, LOCAL_QUORUM, into a table of the CQL types scoop creates.",
 	"latency: scoop live (source + PostgreSQL sink), a transaction every 10 ms at a steady rate; per row, applied_at (DEFAULT clock_timestamp() on a pre-created target: the insert inside the sink's transaction, a few ms before its commit) minus the monolith commit time (pg_xact_commit_timestamp(xmin)); same server, same clock. The sink transactions' own commit timestamps are unusable: under a replication origin session PostgreSQL records the first transaction's timestamp for all later ones.",
+	"reverse: one live scoop process with a direction-both mapping into the service PostgreSQL database (forward source and sink, reverse source on a slot in the service database, reverse topic, reverse sink into the monolith under last-writer-wins). Bulk: one INSERT ... SELECT of the rows into the service table; rows/s from the first row present in the monolith to the last (count polled every 25 ms; wall: from the service commit). Raw: the same rows through psql -f, INSERT ... VALUES of 1,000 rows ... ON CONFLICT (id) DO UPDATE, into a monolith table of the same columns, after scoop stopped. Stream: single-row service transactions at a fixed rate; per row, applied_at (DEFAULT clock_timestamp() on the monolith table, a column the mapping excludes: the reverse sink's insert) minus the service commit time (pg_xact_commit_timestamp(xmin)); same server, same clock.",
 	"snapshot: a pre-filled table; COPY table TO STDOUT (after one warm-up read) versus scoop on a fresh slot with the sink parked, until the topic holds every row.",
 	"peak RSS: VmHWM of each measured scoop process (one process per phase), read just before SIGTERM.",
 }
@@ -217,6 +223,21 @@ func (b *bench) summarize() {
 	if l := r.Latency; l != nil && l.Rows > 0 && l.P99 > 0 {
 		r.P99CommitToApplyMS = f64(l.P99)
 		r.Scoop["latency_rate_rows_per_s"] = l.RateAchieved
+	}
+	if rv := r.Reverse; rv != nil {
+		if rv.Bulk != nil {
+			r.Scoop["reverse_rows_per_s"] = rv.Bulk.PerSec
+			if rv.Bulk.Limit > 0 {
+				r.ReverseRatio = f64(rv.Bulk.Ratio)
+			}
+		}
+		if rv.RawUpsert != nil {
+			r.Raw["upsert_rows_per_s"] = rv.RawUpsert.PerSec
+		}
+		if rv.P99 > 0 {
+			r.P99ReverseCommitToApplyMS = f64(rv.P99)
+			r.Scoop["reverse_stream_rows_per_s"] = rv.StreamAppliedRate
+		}
 	}
 	if len(r.Phases) > 0 {
 		m := 0.0
@@ -360,6 +381,12 @@ func (b *bench) markdown() string {
 	if l := r.Latency; l != nil && l.P99 > 0 {
 		p("| commit → apply (PostgreSQL sink) at %s rows/s | p50 %.1f / p95 %.1f / **p99 %.1f** ms | | | p99 < 100 ms | %s |", num(l.RateAchieved), l.P50, l.P95, l.P99, yesNo(tgt["p99_commit_to_apply_ms"]))
 	}
+	if rv := r.Reverse; rv != nil && rv.Bulk != nil {
+		p("| service → Kafka → monolith (reverse), rows/s (%s rows, one INSERT) | %s | psql upsert %s rows/s | %s | | |", commas(rv.BulkRows), num(rv.Bulk.PerSec), rateStr(rv.RawUpsert), pct(rv.Bulk.Ratio))
+	}
+	if rv := r.Reverse; rv != nil && rv.P99 > 0 {
+		p("| service commit → monolith (reverse) at %s single-row tx/s | p50 %.1f / p95 %.1f / **p99 %.1f** ms | | | | |", num(rv.StreamRateAchieved), rv.P50, rv.P95, rv.P99)
+	}
 	if v := b.schemasCPURatio(); v != nil {
 		p("| scoop CPU per change into PostgreSQL, schemas / plain | %.2fx | | | ≤ 1.5x | %s |", *v, yesNo(tgt["schemas_cpu_ratio"]))
 	}
@@ -404,6 +431,19 @@ func (b *bench) markdown() string {
 		p("")
 		p("Target rate %s rows/s (%s), achieved %s rows/s over %.0f s: %d rows in %d transactions.", num(l.RateTarget), l.RateBasis, num(l.RateAchieved), l.Seconds, l.Rows, l.Transactions)
 		p("Monolith commit → row inserted by the sink (applied_at): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms.", l.P50, l.P95, l.P99, l.Max)
+		p("")
+	}
+	if rv := r.Reverse; rv != nil {
+		p("## Reverse path: PostgreSQL service → monolith")
+		p("")
+		if rv.Bulk != nil {
+			p("Bulk: %s rows in one service transaction reached the monolith in %.2f s after its commit (first row after %.2f s): %s rows/s steady, %s rows/s wall; raw psql upsert %s rows/s; ratio %s. Check: %s.",
+				commas(rv.BulkRows), rv.Bulk.Seconds, rv.Bulk.FirstProgress, num(rv.Bulk.PerSec), num(rv.Bulk.WallPerSec), rateStr(rv.RawUpsert), pct(rv.Bulk.Ratio), rv.BulkCheck)
+		}
+		if rv.StreamRows > 0 {
+			p("Stream: %d single-row transactions in %.0f s (target %s/s, achieved %s/s), applied at %s rows/s; service commit → monolith insert: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms. Peak RSS %.1f MB.",
+				rv.StreamRows, rv.StreamSeconds, num(rv.StreamRateTarget), num(rv.StreamRateAchieved), num(rv.StreamAppliedRate), rv.P50, rv.P95, rv.P99, rv.Max, rv.PeakRSSMB)
+		}
 		p("")
 	}
 	for _, pr := range r.Profiles {
