@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,9 +73,108 @@ func (w *loadWriter) refusal(t *testing.T, want ...string) {
 	}
 }
 
+// dropReverseSlot removes a reverse source's slot from the service
+// database when the test ends (after the daemon, which is stopped first).
+func dropReverseSlot(t *testing.T, slot string) {
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), testenv.PGURL("service"))
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		for i := 0; i < 50; i++ {
+			if _, err := c.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer read while a command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// flipBlocked runs a flip while the test holds its flow back, so that each
+// of the flip's waits is needed: first the daemon is stopped (SIGSTOP: its
+// source cannot deliver past the fence) and a lock of the test's keeps
+// the flow's sink from applying into db.table; the daemon goes on once the
+// flip says it waits for the slot, the lock goes once it says it waits for
+// the consumer group. A flip that stops waiting before is a failure.
+func flipBlocked(t *testing.T, e *e2e, d *proc, db, table string, args ...string) (string, error) {
+	t.Helper()
+	for _, kv := range e.env {
+		k, v, _ := strings.Cut(kv, "=")
+		if k != "SCOOP_MAPPINGS_FILE" {
+			t.Setenv(k, v)
+		}
+	}
+	c := testenv.Conn(t, db)
+	tx, err := c.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), fmt.Sprintf(`LOCK TABLE %s IN SHARE MODE`, schema.QuoteIdent(table))); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer d.cmd.Process.Signal(syscall.SIGCONT)
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- runMain(append([]string{"mappings", "flip"}, args...), &out, &errOut) }()
+	waitStage := func(stage, line string) {
+		waitFor(t, d, "the flip waiting for the "+stage, 60*time.Second, func() (bool, string) {
+			o := out.String()
+			select {
+			case code := <-done:
+				t.Fatalf("the flip returned (exit %d) while the test held back the %s:\n%s%s", code, stage, o, errOut.String())
+			default:
+			}
+			if strings.Contains(o, "drained in ") {
+				t.Fatalf("the flip stopped waiting while the test held back the %s:\n%s", stage, o)
+			}
+			return strings.Contains(o, line), o
+		})
+	}
+	waitStage("source", ": source slot ")
+	if err := d.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitStage("consumer group", ": consumer group ")
+	tx.Rollback(context.Background())
+	select {
+	case code := <-done:
+		if code != 0 {
+			return out.String(), fmt.Errorf("%s", strings.TrimSpace(strings.TrimPrefix(errOut.String(), "scoop: ")))
+		}
+		return out.String(), nil
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the flip did not return within 2 minutes of the lock's release:\n%s", out.String())
+		return "", nil
+	}
+}
+
 // TestFlipUnderLoad: a writer hammers the monolith table while it is
 // flipped to the service; the flip returns only when every committed write
-// is in the service table (read at once, no waiting), and the writer's
+// is in the service table (read at once, no waiting; flipBlocked holds
+// the flow back until the flip waits for each stage), and the writer's
 // next write fails naming the mapping. The service's writes then reach the
 // monolith. The flip back, under a writer on the service table, returns
 // only when every service write is in the monolith; the monolith is
@@ -83,6 +185,7 @@ func TestFlipUnderLoad(t *testing.T) {
 	e := newE2E(t, fmt.Sprintf(`mappings:
   - {name: cut, source: public.%s, store: accounts, target: %s, direction: both, conflict: last-writer-wins, columns: {rename: {note: remark}, exclude: [secret]}}
 `, table, svcTable))
+	dropReverseSlot(t, e.slot+"_rev_accounts")
 	addr := freeAddr(t)
 	d := startProc(t, setEnv(e.env, "SCOOP_ADMIN_ADDR", addr))
 	mono := fmt.Sprintf(`SELECT id || '|' || amount::numeric(12,2)::text || '|' || coalesce(note, '') FROM %s`, schema.QuoteIdent(table))
@@ -97,7 +200,7 @@ func TestFlipUnderLoad(t *testing.T) {
 	defer stop()
 	w := startWriter(ctx, t, "monolith", table, "note", 1000)
 	waitFor(t, d, "the monolith writer going", 10*time.Second, func() (bool, string) { return w.committed.Load() > 200, fmt.Sprint(w.committed.Load()) })
-	out, err := e.cli(t, "mappings", "flip", "cut", "--timeout", "90s")
+	out, err := flipBlocked(t, e, d, "service", svcTable, "cut", "--timeout", "90s")
 	t.Logf("scoop mappings flip cut:\n%s", out)
 	if err != nil {
 		t.Fatalf("flip: %v\nscoop log tail:\n%s", err, tail(d.logs(), 3000))
@@ -141,7 +244,7 @@ func TestFlipUnderLoad(t *testing.T) {
 	// Flip back under a writer on the service table.
 	sw := startWriter(ctx, t, "service", svcTable, "remark", 100000)
 	waitFor(t, d, "the service writer going", 10*time.Second, func() (bool, string) { return sw.committed.Load() > 200, fmt.Sprint(sw.committed.Load()) })
-	out, err = e.cli(t, "mappings", "flip", "cut", "--back", "--timeout", "90s")
+	out, err = flipBlocked(t, e, d, "monolith", table, "cut", "--back", "--timeout", "90s")
 	t.Logf("scoop mappings flip cut --back:\n%s", out)
 	if err != nil {
 		t.Fatalf("flip back: %v\nscoop log tail:\n%s", err, tail(d.logs(), 3000))
