@@ -292,6 +292,14 @@ func TestFlipRefusals(t *testing.T) {
 			t.Errorf("scoop mappings %s: %v\nwant: %s", strings.Join(c.args, " "), err, c.want)
 		}
 	}
+	// A flip of the same mapping running elsewhere holds its lock.
+	m := testenv.Conn(t, "monolith")
+	testenv.Exec(t, m, `SELECT pg_advisory_lock(hashtext($1))`, "scoop.flip."+e.slot+".two")
+	if _, err := e.cli(t, "mappings", "flip", "two", "--timeout", "1s"); err == nil || err.Error() != "another flip of the mapping is running: mapping two is being flipped by another scoop mappings flip (it holds the advisory lock hashtext('scoop.flip."+e.slot+".two') in the monolith); wait for it to end, or stop it" {
+		t.Fatalf("flip while another runs: %v", err)
+	}
+	testenv.Exec(t, m, `SELECT pg_advisory_unlock(hashtext($1))`, "scoop.flip."+e.slot+".two")
+
 	start := time.Now()
 	_, err := e.cli(t, "mappings", "flip", "two", "--timeout", "1s")
 	want := "flip not finished in time: mapping two: not drained within 1s (--timeout): still pending: source slot " + e.slot + ": read slot " + e.slot + ": replication slot does not exist (does scoop run and the mapping stream? see scoop status); public." + b + " stays fenced: run `scoop mappings flip two` again to keep waiting, or `scoop mappings flip two --back` to undo"
@@ -301,7 +309,6 @@ func TestFlipRefusals(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("a 1s timeout took %s", d)
 	}
-	m := testenv.Conn(t, "monolith")
 	if _, err := m.Exec(context.Background(), fmt.Sprintf(`DELETE FROM %s`, schema.QuoteIdent(b))); err == nil || !strings.Contains(err.Error(), "scoop: mapping two was flipped to the service (store accounts)") {
 		t.Fatalf("write after a timed-out flip: %v", err)
 	}

@@ -106,6 +106,34 @@ func Fenced(ctx context.Context, url string, table TableName) (bool, error) {
 	return n > 0, nil
 }
 
+// ErrFlipRunning is returned by LockFlip while another flip of the mapping runs.
+var ErrFlipRunning = errors.New("another flip of the mapping is running")
+
+// LockFlip takes the session advisory lock of mapping's flips in the
+// monolith (deployment slot), so that two flips of one mapping never
+// interleave; it fails at once with ErrFlipRunning when another holds it.
+// unlock releases it (closing the session would too).
+func LockFlip(ctx context.Context, url, slot, mapping string) (unlock func(), err error) {
+	conn, err := connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("lock the flip of mapping %s: %w", mapping, err)
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, FlipLockKey(slot, mapping)).Scan(&got); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("lock the flip of mapping %s: %w", mapping, err)
+	}
+	if !got {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("%w: mapping %s is being flipped by another scoop mappings flip (it holds the advisory lock hashtext(%s) in the monolith); wait for it to end, or stop it", ErrFlipRunning, mapping, schema.QuoteLiteral(FlipLockKey(slot, mapping)))
+	}
+	return func() { conn.Close(context.Background()) }, nil
+}
+
+// FlipLockKey is the text whose hashtext is the advisory lock of a
+// mapping's flips.
+func FlipLockKey(slot, mapping string) string { return "scoop.flip." + slot + "." + mapping }
+
 // ErrNoSlot is returned by ConfirmedLSN for a slot the database does not have.
 var ErrNoSlot = errors.New("replication slot does not exist")
 

@@ -89,6 +89,11 @@ func Flip(ctx context.Context, cfg Config, name string, back bool) error {
 	if storeURL == "" {
 		return fmt.Errorf("mapping %s: store %s is not configured: set SCOOP_STORE_%s_URL", name, m.Store, strings.ToUpper(m.Store))
 	}
+	unlock, err := postgres.LockFlip(ctx, cfg.SourceURL, cfg.Slot, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	f := &flip{cfg: cfg, m: m, storeURL: storeURL}
 	f.mono.Schema, f.mono.Name = m.SourceTable()
 	f.svc = postgres.TableName{Schema: "public", Name: m.TargetTable()}
