@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/scoop-cdc/scoop/connectors/cassandra/servicewriter"
 	"github.com/scoop-cdc/scoop/internal/testenv"
 	"github.com/scoop-cdc/scoop/schema"
 )
@@ -109,13 +110,25 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// flipBlocked runs a flip while the test holds its flow back, so that each
-// of the flip's waits is needed: first the daemon is stopped (SIGSTOP: its
-// source cannot deliver past the fence) and a lock of the test's keeps
-// the flow's sink from applying into db.table; the daemon goes on once the
-// flip says it waits for the slot, the lock goes once it says it waits for
-// the consumer group. A flip that stops waiting before is a failure.
-func flipBlocked(t *testing.T, e *e2e, d *proc, db, table string, args ...string) (string, error) {
+// hold says how flipHeld holds a flip's flow back.
+type hold struct {
+	// first is the progress the flip must show while the daemon is
+	// stopped (SIGSTOP): ": source slot " when a slot must pass the fence,
+	// ": consumer group " when there is none (a Cassandra service).
+	first string
+	// db.table, when set, is locked by the test so that the flow's sink
+	// cannot apply: the flip must then show ": consumer group " after the
+	// daemon went on, before the lock goes.
+	db, table string
+	// stopped runs while the daemon is stopped, before the flip starts.
+	stopped func()
+}
+
+// flipHeld runs a flip while the test holds its flow back, so that each of
+// the flip's waits is needed: the daemon is stopped until the flip shows
+// h.first, and a lock keeps the sink from applying until it waits for the
+// consumer group. A flip that stops waiting before is a failure.
+func flipHeld(t *testing.T, e *e2e, d *proc, h hold, args ...string) (string, error) {
 	t.Helper()
 	for _, kv := range e.env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -123,42 +136,50 @@ func flipBlocked(t *testing.T, e *e2e, d *proc, db, table string, args ...string
 			t.Setenv(k, v)
 		}
 	}
-	c := testenv.Conn(t, db)
-	tx, err := c.Begin(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(context.Background(), fmt.Sprintf(`LOCK TABLE %s IN SHARE MODE`, schema.QuoteIdent(table))); err != nil {
-		t.Fatal(err)
+	var tx pgx.Tx
+	if h.table != "" {
+		c := testenv.Conn(t, h.db)
+		var err error
+		if tx, err = c.Begin(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(context.Background())
+		if _, err := tx.Exec(context.Background(), fmt.Sprintf(`LOCK TABLE %s IN SHARE MODE`, schema.QuoteIdent(h.table))); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	defer d.cmd.Process.Signal(syscall.SIGCONT)
+	if h.stopped != nil {
+		h.stopped()
+	}
 	var out, errOut syncBuffer
 	done := make(chan int, 1)
 	go func() { done <- runMain(append([]string{"mappings", "flip"}, args...), &out, &errOut) }()
-	waitStage := func(stage, line string) {
-		waitFor(t, d, "the flip waiting for the "+stage, 60*time.Second, func() (bool, string) {
+	waitStage := func(held, line string) {
+		waitFor(t, d, "the flip waiting for the "+held, 60*time.Second, func() (bool, string) {
 			o := out.String()
 			select {
 			case code := <-done:
-				t.Fatalf("the flip returned (exit %d) while the test held back the %s:\n%s%s", code, stage, o, errOut.String())
+				t.Fatalf("the flip returned (exit %d) while the test held back the %s:\n%s%s", code, held, o, errOut.String())
 			default:
 			}
 			if strings.Contains(o, "drained in ") {
-				t.Fatalf("the flip stopped waiting while the test held back the %s:\n%s", stage, o)
+				t.Fatalf("the flip stopped waiting while the test held back the %s:\n%s", held, o)
 			}
 			return strings.Contains(o, line), o
 		})
 	}
-	waitStage("source", ": source slot ")
+	waitStage("daemon", h.first)
 	if err := d.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	waitStage("consumer group", ": consumer group ")
-	tx.Rollback(context.Background())
+	if tx != nil {
+		waitStage("sink", ": consumer group ")
+		tx.Rollback(context.Background())
+	}
 	select {
 	case code := <-done:
 		if code != 0 {
@@ -166,14 +187,14 @@ func flipBlocked(t *testing.T, e *e2e, d *proc, db, table string, args ...string
 		}
 		return out.String(), nil
 	case <-time.After(2 * time.Minute):
-		t.Fatalf("the flip did not return within 2 minutes of the lock's release:\n%s", out.String())
+		t.Fatalf("the flip did not return within 2 minutes of the flow's release:\n%s", out.String())
 		return "", nil
 	}
 }
 
 // TestFlipUnderLoad: a writer hammers the monolith table while it is
 // flipped to the service; the flip returns only when every committed write
-// is in the service table (read at once, no waiting; flipBlocked holds
+// is in the service table (read at once, no waiting; flipHeld holds
 // the flow back until the flip waits for each stage), and the writer's
 // next write fails naming the mapping. The service's writes then reach the
 // monolith. The flip back, under a writer on the service table, returns
@@ -200,7 +221,7 @@ func TestFlipUnderLoad(t *testing.T) {
 	defer stop()
 	w := startWriter(ctx, t, "monolith", table, "note", 1000)
 	waitFor(t, d, "the monolith writer going", 10*time.Second, func() (bool, string) { return w.committed.Load() > 200, fmt.Sprint(w.committed.Load()) })
-	out, err := flipBlocked(t, e, d, "service", svcTable, "cut", "--timeout", "90s")
+	out, err := flipHeld(t, e, d, hold{first: ": source slot ", db: "service", table: svcTable}, "cut", "--timeout", "90s")
 	t.Logf("scoop mappings flip cut:\n%s", out)
 	if err != nil {
 		t.Fatalf("flip: %v\nscoop log tail:\n%s", err, tail(d.logs(), 3000))
@@ -244,7 +265,7 @@ func TestFlipUnderLoad(t *testing.T) {
 	// Flip back under a writer on the service table.
 	sw := startWriter(ctx, t, "service", svcTable, "remark", 100000)
 	waitFor(t, d, "the service writer going", 10*time.Second, func() (bool, string) { return sw.committed.Load() > 200, fmt.Sprint(sw.committed.Load()) })
-	out, err = flipBlocked(t, e, d, "monolith", table, "cut", "--back", "--timeout", "90s")
+	out, err = flipHeld(t, e, d, hold{first: ": source slot ", db: "monolith", table: table}, "cut", "--back", "--timeout", "90s")
 	t.Logf("scoop mappings flip cut --back:\n%s", out)
 	if err != nil {
 		t.Fatalf("flip back: %v\nscoop log tail:\n%s", err, tail(d.logs(), 3000))
@@ -315,4 +336,73 @@ func TestFlipRefusals(t *testing.T) {
 	if list, _ := e.cli(t, "mappings", "list"); !strings.Contains(list, " monolith\n") || strings.Contains(list, " service\n") {
 		t.Errorf("a timed-out flip changed the owner:\n%s", list)
 	}
+}
+
+// TestFlipCassandra: a mapping to a Cassandra service is flipped under a
+// monolith writer (the flip waits for the slot while the daemon is
+// stopped); the service's writes (servicewriter) reach the monolith. For
+// the flip back the service stops writing first, as the runbook says: its
+// last writes are published while the daemon is stopped, and --back
+// returns only when the monolith has them; the monolith is writable again.
+func TestFlipCassandra(t *testing.T) {
+	table := createTable(t, 10)
+	e := newE2E(t, fmt.Sprintf(`mappings:
+  - {name: cass, source: public.%s, store: orders, direction: both, columns: {rename: {note: remark}, exclude: [secret]}}
+`, table))
+	d := startProc(t, e.env)
+	mono := query(t, "monolith", fmt.Sprintf(`SELECT id || '|' || amount::text || '|' || coalesce(note, '-') FROM %s`, schema.QuoteIdent(table)))
+	cass := cassandraRenamed(t, e.keyspace, table)
+	waitEqual(t, d, "snapshot -> Cassandra", mono, cass)
+	waitFor(t, d, "reverse flow started", 60*time.Second, func() (bool, string) { return strings.Contains(d.logs(), "reverse flow started"), "" })
+
+	ctx, stop := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer stop()
+	w := startWriter(ctx, t, "monolith", table, "note", 1000)
+	waitFor(t, d, "the monolith writer going", 10*time.Second, func() (bool, string) { return w.committed.Load() > 100, fmt.Sprint(w.committed.Load()) })
+	out, err := flipHeld(t, e, d, hold{first: ": source slot "}, "cass", "--timeout", "90s")
+	t.Logf("scoop mappings flip cass:\n%s", out)
+	if err != nil {
+		t.Fatalf("flip: %v\nscoop log tail:\n%s", err, tail(d.logs(), 3000))
+	}
+	w.refusal(t, "mapping cass was flipped to the service (store orders)")
+	waitEqual(t, d, "monolith writes -> Cassandra", mono, cass)
+
+	session := cassandraSession(t, e.keyspace)
+	sw, err := servicewriter.New(context.Background(), servicewriter.Config{
+		Brokers: []string{testenv.Broker()}, TopicPrefix: e.prefix, Mapping: "cass",
+		Session: session, Keyspace: e.keyspace, Table: table,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sw.Close(cctx)
+	})
+	write := func(from, to int) {
+		for id := from; id < to; id++ {
+			if err := sw.Upsert(context.Background(), map[string]any{"id": id, "amount": fmt.Sprintf("%d.00", id), "remark": fmt.Sprintf("service-%d", id)}); err != nil {
+				t.Fatalf("servicewriter upsert %d: %v", id, err)
+			}
+		}
+	}
+	write(5000, 5050)
+	waitEqual(t, d, "service writes -> monolith", cass, mono)
+
+	// The service's last writes, published while the daemon is stopped:
+	// the flip back must wait for them.
+	out, err = flipHeld(t, e, d, hold{first: ": consumer group ", stopped: func() { write(6000, 6100) }}, "cass", "--back", "--timeout", "90s")
+	t.Logf("scoop mappings flip cass --back:\n%s", out)
+	if err != nil {
+		t.Fatalf("flip back: %v\nscoop log tail:\n%s", err, tail(d.logs(), 3000))
+	}
+	if !strings.Contains(out, "store orders is Cassandra, which has no triggers: scoop cannot fence "+table+". The service must stop writing it NOW") {
+		t.Errorf("--back did not tell that the Cassandra service must stop writing:\n%s", out)
+	}
+	if m, c := mono(), cass(); strings.Join(m, "\n") != strings.Join(c, "\n") {
+		t.Fatalf("flip --back returned before the monolith had every write of the service (%d rows there, %d in Cassandra):\n%s", len(m), len(c), rowDiff(c, m))
+	}
+	testenv.Exec(t, testenv.Conn(t, "monolith"), fmt.Sprintf(`UPDATE %s SET note = 'monolith owns it again' WHERE id = 1`, schema.QuoteIdent(table)))
+	waitEqual(t, d, "monolith writes -> Cassandra after the flip back", mono, cass)
 }
