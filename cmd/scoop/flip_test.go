@@ -246,6 +246,9 @@ func TestFlipUnderLoad(t *testing.T) {
 	if list, _ := e.cli(t, "mappings", "list"); !strings.Contains(list, " service\n") {
 		t.Errorf("mappings list does not name the service as owner:\n%s", list)
 	}
+	if js, _ := e.cli(t, "mappings", "describe", "cut"); !strings.Contains(js, `"owner": "service"`) {
+		t.Errorf("mappings describe does not name the service as owner:\n%s", js)
+	}
 	var doc struct {
 		Mappings map[string]struct{ Owner string }
 	}
