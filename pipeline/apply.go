@@ -180,6 +180,7 @@ func (a *applier) applyBatch(ctx context.Context, msgs []Message) error {
 		}
 		c.Topic, c.Partition, c.Offset = m.Topic, m.Partition, m.Offset
 		c.KeyID = string(m.Key)
+		c.Prev = m.Headers[PrevHeader]
 		a.cfg.Mapping.Shape(&c)
 		changes = append(changes, c)
 	}

@@ -20,6 +20,12 @@ func ReverseTopic(prefix string, m *Mapping) string {
 // opposite flow wrote: they came from the store it writes to.
 const OriginHeader = "scoop.origin"
 
+// PrevHeader, on an event of a side that gives way under monolith-wins or
+// service-wins, is the version of the row the write was made on top of:
+// "<commit time in µs> <monolith|service>" (absent: unknown). The winning
+// side applies such a write only if its row still has that version.
+const PrevHeader = "scoop.prev"
+
 // ForwardOrigin and ReverseOrigin name a mapping's two flows in
 // OriginHeader: the forward flow writes the service store, the reverse flow
 // the monolith.

@@ -30,6 +30,8 @@ type Change struct {
 	// KeyOrder is the change's place among its transaction's changes of
 	// the same key (0 when the producer did not say).
 	KeyOrder uint64
+	// Prev is the event's PrevHeader (direction both, see reverse.go).
+	Prev string
 
 	// Where it was read from.
 	Topic     string

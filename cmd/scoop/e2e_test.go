@@ -27,6 +27,8 @@ func newE2E(t *testing.T, mappings string) *e2e {
 	testenv.Require(t)
 	e := &e2e{prefix: testenv.Name("p"), slot: testenv.Name("s"), keyspace: testenv.Name("ks")}
 	testenv.DropSlot(t, e.slot)
+	// Reverse flows (direction both) keep a slot in the service database.
+	t.Cleanup(func() { dropReverseSlots(e.slot) })
 	path := writeMappings(t, mappings)
 	e.env = []string{
 		"SCOOP_SOURCE_URL=" + testenv.PGURL("monolith"),
@@ -39,6 +41,25 @@ func newE2E(t *testing.T, mappings string) *e2e {
 		"SCOOP_HEARTBEAT_INTERVAL=500ms",
 	}
 	return e
+}
+
+// dropReverseSlots drops the service database's slots of a test's reverse
+// flows, waiting for scoop's walsender to let go of them.
+func dropReverseSlots(slot string) {
+	c, err := pgx.Connect(context.Background(), testenv.PGURL("service"))
+	if err != nil {
+		return
+	}
+	defer c.Close(context.Background())
+	for i := 0; i < 50; i++ {
+		var left int
+		err := c.QueryRow(context.Background(), `SELECT count(*) FROM (SELECT CASE WHEN active THEN 1 ELSE (SELECT 0 FROM pg_drop_replication_slot(slot_name)) END AS busy
+			FROM pg_replication_slots WHERE slot_name LIKE $1 || '\_rev\_%') s WHERE s.busy = 1`, slot).Scan(&left)
+		if err == nil && left == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // rowsJSON returns every row of a PostgreSQL table as JSON text, sorted.

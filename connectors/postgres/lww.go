@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -43,11 +45,32 @@ const (
 type Conflict struct {
 	// Side is the side this sink writes; changes come from the other one.
 	Side string
+	// Policy is the mapping's conflict policy (pipeline.LastWriterWins by
+	// default).
+	Policy pipeline.Conflict
 	// Tag names the flow (pipeline.ForwardOrigin or ReverseOrigin): set as
 	// scoop.applying in every transaction (scoop's triggers let those
 	// writes through) and, when the sink applies without a replication
 	// origin, written as an OriginPrefix message.
 	Tag string
+}
+
+// losing: under monolith-wins or service-wins, this side gives way.
+func (c *Conflict) losing() bool {
+	switch c.Policy {
+	case pipeline.MonolithWins:
+		return c.Side == SideService
+	case pipeline.ServiceWins:
+		return c.Side == SideMonolith
+	}
+	return false
+}
+
+func (c *Conflict) policy() string {
+	if c.Policy == "" {
+		return string(pipeline.LastWriterWins)
+	}
+	return string(c.Policy)
 }
 
 func (c *Conflict) changeSide() string {
@@ -68,35 +91,63 @@ CREATE TABLE IF NOT EXISTS scoop.row_versions (
 	side    text    NOT NULL,
 	deleted boolean NOT NULL,
 	PRIMARY KEY (tbl, key));
+ALTER TABLE scoop.row_versions ADD COLUMN IF NOT EXISTS prev_ts bigint, ADD COLUMN IF NOT EXISTS prev_side text;
 CREATE OR REPLACE FUNCTION scoop.commit_us(x xid) RETURNS bigint LANGUAGE sql STABLE AS
 	$$ SELECT (extract(epoch FROM pg_xact_commit_timestamp(x)) * 1000000)::bigint $$;
-CREATE OR REPLACE FUNCTION scoop.lww_wins(row_xmin xid, t text, k jsonb, ts bigint, side text, local_side text)
+-- decide: does a change (ts, side; made on top of version prev) beat the
+-- row's current version (cur, with the version it was made on top of)?
+CREATE OR REPLACE FUNCTION scoop.decide(cur_ts bigint, cur_side text, cur_prev_ts bigint, cur_prev_side text,
+	ts bigint, side text, policy text, prev_ts bigint, prev_side text)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE winner text;
+BEGIN
+	-- NULL: written by this transaction, or older than the commit times
+	-- PostgreSQL keeps.
+	IF cur_ts IS NULL THEN RETURN true; END IF;
+	IF policy = 'last-writer-wins' THEN
+		RETURN ts > cur_ts OR (ts = cur_ts AND (side = cur_side OR side = 'monolith'));
+	END IF;
+	winner := CASE policy WHEN 'monolith-wins' THEN 'monolith' ELSE 'service' END;
+	IF side = cur_side THEN
+		RETURN ts >= cur_ts; -- one side's own writes, in their order
+	END IF;
+	IF side = winner THEN
+		-- over the other side's write, unless that write was made on top
+		-- of this change or a later one
+		RETURN NOT coalesce(cur_prev_side = winner AND cur_prev_ts >= ts, false);
+	END IF;
+	-- the losing side's change only if made on top of the current version
+	-- (or a later one: a snapshot row is dated by its snapshot, after the
+	-- write it copied)
+	RETURN coalesce(prev_side = cur_side AND prev_ts >= cur_ts, false);
+END $$;
+CREATE OR REPLACE FUNCTION scoop.apply_wins(row_xmin xid, t text, k jsonb, ts bigint, side text, local_side text,
+	policy text, prev_ts bigint, prev_side text)
 RETURNS boolean LANGUAGE plpgsql STABLE AS $$
 DECLARE
-	v_ts bigint; v_side text; v_xmin xid; found_v boolean;
-	cur_ts bigint; cur_side text;
+	v_ts bigint; v_side text; v_xmin xid; v_prev_ts bigint; v_prev_side text; found_v boolean;
+	cur_ts bigint; cur_side text; cur_prev_ts bigint; cur_prev_side text;
 BEGIN
-	SELECT r.ts, r.side, r.xmin INTO v_ts, v_side, v_xmin FROM scoop.row_versions r WHERE r.tbl = t AND r.key = k;
+	SELECT r.ts, r.side, r.xmin, r.prev_ts, r.prev_side INTO v_ts, v_side, v_xmin, v_prev_ts, v_prev_side
+	FROM scoop.row_versions r WHERE r.tbl = t AND r.key = k;
 	found_v := FOUND;
 	IF row_xmin IS NULL THEN
 		IF NOT found_v THEN RETURN true; END IF;
 		cur_ts := coalesce(v_ts, scoop.commit_us(v_xmin)); cur_side := v_side;
+		cur_prev_ts := v_prev_ts; cur_prev_side := v_prev_side;
 	ELSIF found_v AND v_xmin = row_xmin THEN
 		cur_ts := coalesce(v_ts, scoop.commit_us(row_xmin)); cur_side := v_side;
+		cur_prev_ts := v_prev_ts; cur_prev_side := v_prev_side;
 	ELSE
 		cur_ts := scoop.commit_us(row_xmin); cur_side := local_side;
 	END IF;
-	-- NULL: written by this transaction, or older than the commit times
-	-- PostgreSQL keeps.
-	IF cur_ts IS NULL THEN RETURN true; END IF;
-	RETURN ts > cur_ts OR (ts = cur_ts AND (side = cur_side OR side = 'monolith'));
+	RETURN scoop.decide(cur_ts, cur_side, cur_prev_ts, cur_prev_side, ts, side, policy, prev_ts, prev_side);
 END $$;
-CREATE OR REPLACE FUNCTION scoop.lww_guard(old_ts bigint, old_side text, old_xmin xid, ts bigint, side text)
+CREATE OR REPLACE FUNCTION scoop.apply_guard(old_ts bigint, old_side text, old_xmin xid, old_prev_ts bigint, old_prev_side text,
+	ts bigint, side text, policy text, prev_ts bigint, prev_side text)
 RETURNS boolean LANGUAGE plpgsql STABLE AS $$
-DECLARE cur bigint;
 BEGIN
-	cur := coalesce(old_ts, scoop.commit_us(old_xmin));
-	IF cur IS NULL OR ts > cur OR (ts = cur AND (side = old_side OR side = 'monolith')) THEN
+	IF scoop.decide(coalesce(old_ts, scoop.commit_us(old_xmin)), old_side, old_prev_ts, old_prev_side, ts, side, policy, prev_ts, prev_side) THEN
 		RETURN true;
 	END IF;
 	RAISE EXCEPTION 'scoop: the row was written while scoop applied an older change to it; retrying'
@@ -110,7 +161,61 @@ BEGIN
 	INSERT INTO scoop.row_versions (tbl, key, ts, side, deleted)
 	SELECT TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, jsonb_object_agg(k, to_jsonb(OLD) -> k), NULL, TG_ARGV[0], true
 	FROM unnest(TG_ARGV[1:]) AS k
-	ON CONFLICT (tbl, key) DO UPDATE SET ts = NULL, side = EXCLUDED.side, deleted = true;
+	ON CONFLICT (tbl, key) DO UPDATE SET ts = NULL, side = EXCLUDED.side, deleted = true, prev_ts = NULL, prev_side = NULL;
+	RETURN NULL;
+END $$;
+-- The side that gives way under monolith-wins or service-wins notes each
+-- application write: before it, the version it is made on top of, as a
+-- transactional message (PrevPrefix) that the side's source reads ahead of
+-- the row's change (reading only: no lock taken before the row's); after
+-- it, its own version, with that one as prev. Rows, then versions: the
+-- order scoop's apply locks them in too.
+CREATE OR REPLACE FUNCTION scoop.note_prev() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE k jsonb; t text; r record; p_ts bigint; p_side text;
+BEGIN
+	IF coalesce(current_setting('scoop.applying', true), '') <> '' THEN
+		IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+		RETURN NEW;
+	END IF;
+	t := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+	IF TG_OP = 'DELETE' THEN
+		SELECT jsonb_object_agg(c, to_jsonb(OLD) -> c) INTO k FROM unnest(TG_ARGV[1:]) AS c;
+	ELSE
+		SELECT jsonb_object_agg(c, to_jsonb(NEW) -> c) INTO k FROM unnest(TG_ARGV[1:]) AS c;
+	END IF;
+	SELECT v.ts, v.side, v.xmin AS x, v.prev_ts AS pts, v.prev_side AS pside INTO r
+	FROM scoop.row_versions v WHERE v.tbl = t AND v.key = k;
+	IF FOUND THEN
+		IF r.x = pg_current_xact_id()::xid THEN
+			-- written earlier in this transaction: the write is still made
+			-- on top of the version before the transaction
+			p_ts := r.pts; p_side := r.pside;
+		ELSE
+			p_ts := coalesce(r.ts, scoop.commit_us(r.x)); p_side := r.side;
+		END IF;
+	END IF;
+	PERFORM set_config('scoop.prev', concat_ws(' ', p_ts, p_side), true);
+	PERFORM pg_logical_emit_message(true, 'scoop-prev', t || chr(9) || k::text || chr(9) || concat_ws(' ', p_ts, p_side));
+	IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+	RETURN NEW;
+END $$;
+CREATE OR REPLACE FUNCTION scoop.note_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE k jsonb; p text;
+BEGIN
+	IF coalesce(current_setting('scoop.applying', true), '') <> '' THEN
+		RETURN NULL;
+	END IF;
+	IF TG_OP = 'DELETE' THEN
+		SELECT jsonb_object_agg(c, to_jsonb(OLD) -> c) INTO k FROM unnest(TG_ARGV[1:]) AS c;
+	ELSE
+		SELECT jsonb_object_agg(c, to_jsonb(NEW) -> c) INTO k FROM unnest(TG_ARGV[1:]) AS c;
+	END IF;
+	p := coalesce(current_setting('scoop.prev', true), '');
+	INSERT INTO scoop.row_versions (tbl, key, ts, side, deleted, prev_ts, prev_side)
+	VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k, NULL, TG_ARGV[0], TG_OP = 'DELETE',
+		nullif(split_part(p, ' ', 1), '')::bigint, nullif(split_part(p, ' ', 2), ''))
+	ON CONFLICT (tbl, key) DO UPDATE SET ts = NULL, side = EXCLUDED.side, deleted = EXCLUDED.deleted,
+		prev_ts = EXCLUDED.prev_ts, prev_side = EXCLUDED.prev_side;
 	RETURN NULL;
 END $$;`
 
@@ -131,11 +236,38 @@ func (s *Sink) prepareConflict(ctx context.Context) error {
 	for _, k := range s.keys {
 		args = append(args, schema.QuoteLiteral(k.Name))
 	}
-	trigger := "scoop_note_delete"
-	ddl := fmt.Sprintf(`DROP TRIGGER IF EXISTS %[1]s ON %[2]s;
-		CREATE TRIGGER %[1]s AFTER DELETE ON %[2]s FOR EACH ROW EXECUTE FUNCTION scoop.note_delete(%[3]s)`,
-		schema.QuoteIdent(trigger), s.table, strings.Join(args, ", "))
+	// Under last-writer-wins an application's delete is all a side must
+	// note (the other writes date themselves); the side that gives way
+	// under monolith-wins or service-wins notes every write with the
+	// version it was made on top of.
+	ddl := fmt.Sprintf(`DROP TRIGGER IF EXISTS scoop_note_delete ON %[1]s;
+		DROP TRIGGER IF EXISTS scoop_versions ON %[1]s;
+		DROP TRIGGER IF EXISTS scoop_prev ON %[1]s;
+		CREATE TRIGGER scoop_versions AFTER DELETE ON %[1]s FOR EACH ROW EXECUTE FUNCTION scoop.note_delete(%[2]s)`,
+		s.table, strings.Join(args, ", "))
+	if s.cfg.Conflict.losing() {
+		ddl = fmt.Sprintf(`DROP TRIGGER IF EXISTS scoop_note_delete ON %[1]s;
+		DROP TRIGGER IF EXISTS scoop_versions ON %[1]s;
+		DROP TRIGGER IF EXISTS scoop_prev ON %[1]s;
+		CREATE TRIGGER scoop_prev BEFORE INSERT OR UPDATE OR DELETE ON %[1]s FOR EACH ROW EXECUTE FUNCTION scoop.note_prev(%[2]s);
+		CREATE TRIGGER scoop_versions AFTER INSERT OR UPDATE OR DELETE ON %[1]s FOR EACH ROW EXECUTE FUNCTION scoop.note_write(%[2]s)`,
+			s.table, strings.Join(args, ", "))
+	}
 	return prepare(ctx, s.conn, "mapping "+s.cfg.Mapping+": install the delete trigger on "+s.table, ddl)
+}
+
+// yieldDeadlocks makes this session the one PostgreSQL aborts when scoop's
+// apply and an application's transaction deadlock on the same rows (an
+// application's insert notes its version before the row, an update after
+// locking it): the session that waits past its deadlock_timeout first is
+// the one that gives up, and scoop's batch is retried. Setting it needs
+// superuser or GRANT SET ON PARAMETER deadlock_timeout; without it the
+// application may be the one aborted, which is logged.
+func (s *Sink) yieldDeadlocks(ctx context.Context, conn *pgx.Conn) {
+	if _, err := conn.Exec(ctx, `SET deadlock_timeout = '50ms'`); err != nil {
+		s.cfg.Logger.Warn("cannot lower deadlock_timeout for scoop's apply sessions: on a deadlock with an application's transaction, PostgreSQL may abort the application's instead of scoop's (fix: GRANT SET ON PARAMETER deadlock_timeout TO <scoop role>)",
+			"mapping", s.cfg.Mapping, "error", err)
+	}
 }
 
 // beginConflict marks the transaction as scoop's.
@@ -168,6 +300,9 @@ func (s *Sink) queueConflict(b *pgx.Batch, c *pipeline.Change) error {
 	ts := param(c.CommitTime.UnixMicro())
 	side := param(s.cfg.Conflict.changeSide())
 	local := param(s.cfg.Conflict.Side)
+	policy := param(s.cfg.Conflict.policy())
+	prevTS, prevSide := parsePrev(c.Prev)
+	pts, pside := param(prevTS), param(prevSide)
 	keyParts := make([]string, len(s.keys))
 	where := make([]string, len(s.keys))
 	keyParam := map[string]string{}
@@ -187,7 +322,7 @@ func (s *Sink) queueConflict(b *pgx.Batch, c *pipeline.Change) error {
 	}
 	key := "jsonb_build_object(" + strings.Join(keyParts, ", ") + ")"
 	wins := func(xmin string) string {
-		return fmt.Sprintf("scoop.lww_wins(%s, %s, %s, %s, %s, %s)", xmin, tbl, key, ts, side, local)
+		return fmt.Sprintf("scoop.apply_wins(%s, %s, %s, %s, %s, %s, %s, %s::bigint, %s::text)", xmin, tbl, key, ts, side, local, policy, pts, pside)
 	}
 	version := func(deleted bool) string {
 		return fmt.Sprintf(`INSERT INTO scoop.row_versions (tbl, key, ts, side, deleted) SELECT %s, %s, %s, %s, %t`, tbl, key, ts, side, deleted)
@@ -196,8 +331,9 @@ func (s *Sink) queueConflict(b *pgx.Batch, c *pipeline.Change) error {
 	// that committed since (its trigger wrote the version) would let an
 	// older insert through. The version's write sees it, and fails the
 	// batch, which is retried.
-	const onVersion = ` ON CONFLICT (tbl, key) DO UPDATE SET ts = EXCLUDED.ts, side = EXCLUDED.side, deleted = EXCLUDED.deleted
-		WHERE scoop.lww_guard(scoop.row_versions.ts, scoop.row_versions.side, scoop.row_versions.xmin, EXCLUDED.ts, EXCLUDED.side)`
+	onVersion := ` ON CONFLICT (tbl, key) DO UPDATE SET ts = EXCLUDED.ts, side = EXCLUDED.side, deleted = EXCLUDED.deleted, prev_ts = NULL, prev_side = NULL
+		WHERE scoop.apply_guard(scoop.row_versions.ts, scoop.row_versions.side, scoop.row_versions.xmin,
+			scoop.row_versions.prev_ts, scoop.row_versions.prev_side, EXCLUDED.ts, EXCLUDED.side, ` + policy + `, ` + pts + `::bigint, ` + pside + `::text)`
 	rowExists := "EXISTS (SELECT 1 FROM " + s.table + " cur WHERE " + strings.Join(where, " AND ") + ")"
 	if c.Op == schema.OpDelete {
 		sql := fmt.Sprintf(`WITH d AS (DELETE FROM %s cur WHERE %s AND %s RETURNING 1) %s WHERE EXISTS (SELECT 1 FROM d) OR (NOT %s AND %s)%s`,
@@ -237,5 +373,54 @@ func (s *Sink) queueConflict(b *pgx.Batch, c *pipeline.Change) error {
 	return nil
 }
 
+// parsePrev reads pipeline.PrevHeader ("<µs> <side>"): the version of the
+// row the change was made on top of (nil, nil when unknown).
+func parsePrev(h string) (any, any) {
+	ts, side, ok := strings.Cut(h, " ")
+	if !ok {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || (side != SideMonolith && side != SideService) {
+		return nil, nil
+	}
+	return n, side
+}
+
 // versionTable names the target in scoop.row_versions, as the trigger does.
 func (s *Sink) versionTable() string { return s.cfg.Schema + "." + s.cfg.Target.Table }
+
+// PrevPrefix is the prefix of the trigger scoop.note_prev's messages:
+// "<schema.table>\t<key as jsonb text>\t<µs> <side>" (the last part empty
+// when the row had no known version).
+const PrevPrefix = "scoop-prev"
+
+// notePrev reads a scoop-prev message: the version the transaction's next
+// change of that row was made on top of.
+func notePrev(tx *txState, content []byte) {
+	parts := strings.SplitN(string(content), "\t", 3)
+	if len(parts) != 3 {
+		return
+	}
+	if tx.prev == nil {
+		tx.prev = map[string]string{}
+	}
+	tx.prev[parts[0]+" "+canonicalKey([]byte(parts[1]))] = parts[2]
+}
+
+// canonicalKey is a key object's JSON with sorted members and no spaces,
+// so that jsonb's text and the event key compare equal.
+func canonicalKey(b []byte) string {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return string(b)
+	}
+	if p, ok := m["payload"]; ok && len(m) == 2 && m["schema"] != nil {
+		return canonicalKey(p) // SCOOP_EVENT_SCHEMAS: the Connect wrapping
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return string(b)
+	}
+	return string(out)
+}

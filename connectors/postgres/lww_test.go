@@ -153,3 +153,55 @@ func TestConflictLastWriterWins(t *testing.T) {
 		t.Errorf("row 3 = %q, want the write after the delete", got)
 	}
 }
+
+// The policies decide per pair of versions (scoop.decide): each case names
+// the row's current version (and what it was made on top of), the change
+// (and what it was made on top of), and whether the change wins.
+func TestConflictPolicies(t *testing.T) {
+	ctx := context.Background()
+	_, db := lwwSink(t, SideMonolith)
+	conn := testenv.Conn(t, db)
+	type v struct {
+		ts   int64
+		side string
+	}
+	none := v{}
+	cases := []struct {
+		policy       string
+		cur, curPrev v
+		change, prev v
+		wins         bool
+		why          string
+	}{
+		{"last-writer-wins", v{10, "monolith"}, none, v{11, "service"}, none, true, "newer wins"},
+		{"last-writer-wins", v{10, "monolith"}, none, v{10, "service"}, none, false, "the monolith wins a tie"},
+		{"last-writer-wins", v{10, "service"}, none, v{10, "monolith"}, none, true, "the monolith wins a tie"},
+		{"monolith-wins", v{10, "monolith"}, none, v{20, "service"}, v{5, "monolith"}, false, "a service write made on top of an older monolith version loses, however late"},
+		{"monolith-wins", v{10, "monolith"}, none, v{20, "service"}, v{10, "monolith"}, true, "a service write made on top of the current version wins"},
+		{"monolith-wins", v{10, "monolith"}, none, v{20, "service"}, none, false, "a service write made on top of nothing known loses"},
+		{"monolith-wins", v{20, "service"}, v{5, "monolith"}, v{10, "monolith"}, none, true, "a monolith write the service had not seen beats its write"},
+		{"monolith-wins", v{20, "service"}, v{10, "monolith"}, v{10, "monolith"}, none, false, "a monolith write the service wrote on top of does not come back"},
+		{"monolith-wins", v{20, "service"}, none, v{25, "service"}, none, true, "one side's writes apply in order"},
+		{"monolith-wins", v{20, "service"}, none, v{15, "service"}, none, false, "an older write of the same side (a repeat) does not go back"},
+		{"service-wins", v{10, "service"}, none, v{20, "monolith"}, v{5, "service"}, false, "a monolith write made on top of an older service version loses"},
+		{"service-wins", v{20, "monolith"}, v{5, "service"}, v{10, "service"}, none, true, "a service write the monolith had not seen beats its write"},
+	}
+	for _, c := range cases {
+		var got bool
+		arg := func(x v) (any, any) {
+			if x == none {
+				return nil, nil
+			}
+			return x.ts, x.side
+		}
+		cpt, cps := arg(c.curPrev)
+		pt, ps := arg(c.prev)
+		if err := conn.QueryRow(ctx, `SELECT scoop.decide($1, $2, $3::bigint, $4::text, $5, $6, $7, $8::bigint, $9::text)`,
+			c.cur.ts, c.cur.side, cpt, cps, c.change.ts, c.change.side, c.policy, pt, ps).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.wins {
+			t.Errorf("%s: current %v (on %v), change %v (on %v): wins %v, want %v: %s", c.policy, c.cur, c.curPrev, c.change, c.prev, got, c.wins, c.why)
+		}
+	}
+}

@@ -131,6 +131,9 @@ func (s *Sink) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.Conflict != nil {
+		s.yieldDeadlocks(ctx, conn)
+	}
 	if s.cfg.NoOrigin {
 		s.conn = conn
 		s.staged = false

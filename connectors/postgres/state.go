@@ -92,19 +92,20 @@ func markSnapshotted(ctx context.Context, conn execer, slot string, tables []Tab
 // copies them again.
 func (s *Source) syncPublication(ctx context.Context, conn *pgx.Conn) error {
 	pub := schema.QuoteIdent(s.cfg.Publication)
+	tables := s.cfg.Tables
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
 		return fmt.Errorf("read publication: %w", err)
 	}
 	if !exists {
 		ddl := "CREATE PUBLICATION " + pub
-		if len(s.cfg.Tables) > 0 {
-			ddl += " FOR TABLE " + quoteTables(s.cfg.Tables)
+		if len(tables) > 0 {
+			ddl += " FOR TABLE " + quoteTables(tables)
 		}
 		if _, err := conn.Exec(ctx, ddl); err != nil {
 			return fmt.Errorf("create publication %s: %w", s.cfg.Publication, err)
 		}
-		s.log.Info("created publication", "publication", s.cfg.Publication, "tables", len(s.cfg.Tables))
+		s.log.Info("created publication", "publication", s.cfg.Publication, "tables", len(tables))
 		return nil
 	}
 	rows, err := conn.Query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1`, s.cfg.Publication)
@@ -125,7 +126,7 @@ func (s *Source) syncPublication(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("read publication tables: %w", err)
 	}
 	var add, drop []TableName
-	for _, t := range s.cfg.Tables {
+	for _, t := range tables {
 		if !current[t] {
 			add = append(add, t)
 		}

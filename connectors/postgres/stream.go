@@ -16,9 +16,12 @@ import (
 
 // txState is what the decoder knows of the transaction being received.
 type txState struct {
-	open       bool
-	skip       bool   // applied under scoop's own replication origin
-	origin     string // the scoop flow that wrote it (OriginPrefix message), "" for an application's
+	open   bool
+	skip   bool   // applied under scoop's own replication origin
+	origin string // the scoop flow that wrote it (OriginPrefix message), "" for an application's
+	// prev: PrevHeader of the transaction's next change of a row, from
+	// a PrevPrefix message, by table and canonical key.
+	prev       map[string]string
 	xid        uint32
 	commitLSN  uint64
 	commitTime time.Time
@@ -199,6 +202,10 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 		}
 		if m.Prefix == OriginPrefix && m.Transactional {
 			tx.origin = string(m.Content)
+			return nil
+		}
+		if m.Prefix == PrevPrefix && m.Transactional {
+			notePrev(tx, m.Content)
 			return nil
 		}
 		if m.Prefix == heartbeatPrefix {
@@ -392,6 +399,16 @@ func (s *Source) publish(enc *schema.Encoder, tx *txState, rel uint32, ev *schem
 	rec := &pipeline.Record{Topic: topic, Key: key, Value: val, Time: ev.Source.CommitTime}
 	if tx.origin != "" {
 		rec.Headers = map[string]string{pipeline.OriginHeader: tx.origin}
+	}
+	if len(tx.prev) > 0 {
+		id := t.QualifiedName() + " " + canonicalKey(key)
+		if p, ok := tx.prev[id]; ok {
+			delete(tx.prev, id)
+			if rec.Headers == nil {
+				rec.Headers = map[string]string{}
+			}
+			rec.Headers[pipeline.PrevHeader] = p
+		}
 	}
 	s.stats.Events.Add(1)
 	s.marks.noteChange(t, rec.Key)

@@ -49,7 +49,7 @@ func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafk
 			// The sink's table is created or brought to the source's columns
 			// here (columns added; see docs/sinks.md).
 			both := m.Direction == pipeline.DirectionBoth
-			store, err := kind.open(ctx, cfg, sinkSpec{url: storeURL, mapping: m.Name, group: group, topic: topic, target: target, log: log, both: both})
+			store, err := kind.open(ctx, cfg, sinkSpec{url: storeURL, mapping: m.Name, group: group, topic: topic, target: target, log: log, both: both, policy: m.Conflict})
 			if err != nil {
 				return err
 			}

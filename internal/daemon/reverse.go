@@ -111,6 +111,8 @@ func (d *daemon) runReverseSource(ctx context.Context, store string, ms []regist
 			return fmt.Errorf("service table %s of store %s is not there yet (the mapping's forward sink creates it): %v", tn, store, err)
 		}
 	}
+	// The forwarder gives back what the source takes from the budget.
+	budget := pipeline.NewBudget(int64(d.cfg.BufferMB) << 20 / 4)
 	source, err := postgres.NewSource(postgres.SourceConfig{
 		URL:         d.cfg.Stores[store],
 		Slot:        slot,
@@ -123,7 +125,7 @@ func (d *daemon) runReverseSource(ctx context.Context, store string, ms []regist
 		Encoding:          schema.EncoderConfig{Name: d.cfg.TopicPrefix, Version: d.version, Schemas: d.cfg.EventSchemas},
 		HeartbeatInterval: d.cfg.HeartbeatInterval,
 		Logger:            log,
-		Budget:            pipeline.NewBudget(int64(d.cfg.BufferMB) << 20 / 4),
+		Budget:            budget,
 	})
 	if err != nil {
 		return err
@@ -139,7 +141,7 @@ func (d *daemon) runReverseSource(ctx context.Context, store string, ms []regist
 		}
 	})
 	g.Go(func() error {
-		return pipeline.Forward(gctx, pipeline.ForwarderConfig{}, items, d.producer, source.Ack)
+		return pipeline.Forward(gctx, pipeline.ForwarderConfig{Budget: budget}, items, d.producer, source.Ack)
 	})
 	g.Go(func() error { return source.Run(gctx, items) })
 	return g.Wait()
@@ -166,7 +168,7 @@ func (d *daemon) runReverse(ctx context.Context, m *registry.Mapping, stats *kaf
 	mono, err := postgres.NewSink(ctx, postgres.SinkConfig{
 		URL: d.cfg.SourceURL, Schema: schemaName, Mapping: m.Name, Group: group, Topic: topic, Target: target,
 		Existing: true, NoOrigin: true, Method: postgres.MethodInsert, Logger: log,
-		Conflict: &postgres.Conflict{Side: postgres.SideMonolith, Tag: pipeline.ReverseOrigin(&m.Mapping)},
+		Conflict: &postgres.Conflict{Side: postgres.SideMonolith, Policy: m.Conflict, Tag: pipeline.ReverseOrigin(&m.Mapping)},
 	})
 	if err != nil {
 		return err

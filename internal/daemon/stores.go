@@ -20,7 +20,8 @@ type sinkSpec struct {
 	// both: the mapping has direction both; a PostgreSQL store then
 	// applies under the conflict policy (Cassandra's write timestamps are
 	// the policy already).
-	both bool
+	both   bool
+	policy pipeline.Conflict
 }
 
 // kind is one kind of service store: the URL schemes that name it, what a
@@ -42,7 +43,7 @@ var storeKinds = map[string]kind{
 			sc := postgres.SinkConfig{URL: s.url, Mapping: s.mapping, Group: s.group, Topic: s.topic,
 				Target: s.target, Logger: s.log, Method: cfg.PGSinkMethod}
 			if s.both {
-				sc.Conflict = &postgres.Conflict{Side: postgres.SideService, Tag: pipeline.ForwardOrigin(&pipeline.Mapping{Name: s.mapping})}
+				sc.Conflict = &postgres.Conflict{Side: postgres.SideService, Policy: s.policy, Tag: pipeline.ForwardOrigin(&pipeline.Mapping{Name: s.mapping})}
 			}
 			return postgres.NewSink(ctx, sc)
 		},
