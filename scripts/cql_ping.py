@@ -6,13 +6,20 @@ Runs CQL (default: SELECT release_version FROM system.local) at consistency ONE
 and prints the first column of the first row (or the result kind for
 statements without rows); exits 1 with the reason on any failure.
 Standard library only (no cqlsh / driver on this machine).
+
+Environment: CQL_PING_CA (a CA file: connect over TLS, verifying the
+certificate and HOST against it), CQL_PING_USER and CQL_PING_PASSWORD (log in
+when the server asks, PasswordAuthenticator).
 """
+import os
 import socket
+import ssl
 import struct
 import sys
 
 VERSION = 0x04  # request frame, protocol v4
 OP_ERROR, OP_STARTUP, OP_READY, OP_AUTHENTICATE, OP_QUERY, OP_RESULT = 0x00, 0x01, 0x02, 0x03, 0x07, 0x08
+OP_AUTH_RESPONSE, OP_AUTH_SUCCESS = 0x0F, 0x10
 
 
 def recv_exact(sock, n):
@@ -130,12 +137,23 @@ def main():
     timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 5.0
     cql = sys.argv[4] if len(sys.argv) > 4 else "SELECT release_version FROM system.local"
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            sock = raw
+            if os.environ.get("CQL_PING_CA"):
+                ctx = ssl.create_default_context(cafile=os.environ["CQL_PING_CA"])
+                sock = ctx.wrap_socket(raw, server_hostname=host)
             sock.settimeout(timeout)
             body = struct.pack(">H", 1) + string("CQL_VERSION") + string("3.0.0")
             op, _ = request(sock, 1, OP_STARTUP, body)
             if op == OP_AUTHENTICATE:
-                raise RuntimeError("server requires authentication")
+                user = os.environ.get("CQL_PING_USER")
+                if not user:
+                    raise RuntimeError("server requires authentication (set CQL_PING_USER and CQL_PING_PASSWORD)")
+                token = b"\0" + user.encode() + b"\0" + os.environ.get("CQL_PING_PASSWORD", "").encode()
+                op, _ = request(sock, 1, OP_AUTH_RESPONSE, struct.pack(">i", len(token)) + token)
+                if op != OP_AUTH_SUCCESS:
+                    raise RuntimeError("unexpected AUTH_RESPONSE reply opcode 0x%02x" % op)
+                op = OP_READY
             if op != OP_READY:
                 raise RuntimeError("unexpected STARTUP reply opcode 0x%02x" % op)
             q = cql.encode()
