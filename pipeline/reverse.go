@@ -1,6 +1,9 @@
 package pipeline
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // The reverse flow carries a service store's writes back into the monolith
 // (a mapping with direction: both). Its contract with the stores and with
@@ -70,4 +73,15 @@ func (m *Mapping) Reversed(source []Column) (Mapping, Target, error) {
 		return Mapping{}, Target{}, &MappingError{Mapping: m.Name, Field: "direction", Problem: fmt.Sprintf("%s has no primary key, so the service's writes cannot be matched to its rows", m.Source), Fix: "add a primary key to the monolith table, or use direction: forward"}
 	}
 	return rev, t, nil
+}
+
+// ReverseSlotName names a store's reverse source objects in the service
+// database: <base>_rev_<store> (base is SCOOP_SLOT for the slot,
+// SCOOP_PUBLICATION for the publication), cut to PostgreSQL's 63 bytes.
+func ReverseSlotName(base, store string) string {
+	n := base + "_rev_" + strings.ToLower(store)
+	if len(n) > 63 {
+		n = n[:63]
+	}
+	return n
 }

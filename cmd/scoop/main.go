@@ -31,6 +31,9 @@ Commands:
   mappings list                       list the registered mappings
   mappings describe NAME              show one mapping, its topic and consumer group
   mappings remove NAME                remove one mapping
+  mappings flip NAME [--back] [--timeout D]
+                                      hand a direction-both table to the service (fence the
+                                      monolith's copy), or back (docs/runbook.md)
   replay NAME --from-offset N [--partition P]
   replay NAME --from-time RFC3339
   replay NAME --snapshot              re-apply a mapping's history, or a fresh copy of its

@@ -402,3 +402,42 @@ func checkWinner(t *testing.T, winner string, keys int, byKey map[int][]write, r
 		}
 	}
 }
+
+// TestReverseRetired: when the last mapping in direction both of a store
+// is removed, scoop drops the store's reverse slot and publication (a slot
+// left behind would hold the service's WAL back for ever).
+func TestReverseRetired(t *testing.T) {
+	table := createTable(t, 3)
+	e := newE2E(t, fmt.Sprintf("mappings:\n  - {name: retire, source: public.%s, store: accounts, target: %s_svc, direction: both}\n", table, table))
+	d := startProc(t, e.env)
+	waitReverse(t, d, 1)
+	svc := testenv.Conn(t, "service")
+	objects := func() int {
+		var n int
+		if err := svc.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1)
+			+ (SELECT count(*) FROM pg_publication WHERE pubname = $1)`, e.slot+"_rev_accounts").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for objects() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reverse slot and publication:\n%s", tail(d.logs(), 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := e.cli(t, "mappings", "remove", "retire"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for objects() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reverse slot or publication is still there:\n%s", tail(d.logs(), 3000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(d.logs(), "dropped its reverse slot and publication") {
+		t.Fatalf("the retirement was not logged:\n%s", tail(d.logs(), 3000))
+	}
+}

@@ -74,6 +74,17 @@ func verifyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		mappings = append(mappings, *m)
 	}
+	if *repair {
+		owners, err := postgres.Owners(ctx, cfg.SourceURL, cfg.Slot)
+		if err != nil {
+			return fail(err)
+		}
+		for _, m := range mappings {
+			if owners[m.Name].Owner == postgres.OwnerService {
+				return fail(fmt.Errorf("verify %s --repair: the mapping was flipped to the service, whose copy is now the table's truth; repair re-sends the monolith's rows and would overwrite the service's writes (flip back first with `scoop mappings flip %s --back`, or verify without --repair)", m.Name, m.Name))
+			}
+		}
+	}
 	var progress io.Writer
 	onTerminal := false
 	if !*quiet {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scoop-cdc/scoop/connectors/postgres"
 	"github.com/scoop-cdc/scoop/internal/testenv"
 	"github.com/scoop-cdc/scoop/schema"
 )
@@ -277,5 +278,25 @@ func TestVerifyRepairAfterTruncate(t *testing.T) {
 	}
 	if code, r, errs := verifyJSON(t, e.env, "rt-pg"); code != 0 {
 		t.Fatalf("after repair: exit %d, diffs %v\n%s", code, r.diffs(), errs)
+	}
+}
+
+// TestVerifyRepairRefusedAfterFlip: once a mapping is flipped to the
+// service, --repair (which re-sends the monolith's rows) is refused with
+// the reason and the way out; verify itself still runs.
+func TestVerifyRepairRefusedAfterFlip(t *testing.T) {
+	table := createTable(t, 5)
+	file := fmt.Sprintf("mappings:\n  - {name: flipped, source: public.%s, store: accounts, target: %s_svc, direction: both}\n", table, table)
+	e := newE2E(t, file)
+	if out, err := e.cli(t, "mappings", "apply", "-f", writeMappings(t, file)); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := postgres.SetOwner(context.Background(), testenv.PGURL("monolith"), e.slot, "flipped", postgres.OwnerService, 0); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runVerify(t, e.env, "flipped", "--repair", "--quiet")
+	want := "scoop: verify flipped --repair: the mapping was flipped to the service, whose copy is now the table's truth; repair re-sends the monolith's rows and would overwrite the service's writes (flip back first with `scoop mappings flip flipped --back`, or verify without --repair)"
+	if code != 2 || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d:\n%s\nwant:\n%s", code, errs, want)
 	}
 }

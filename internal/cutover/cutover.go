@@ -193,7 +193,7 @@ func (f *flip) back(ctx context.Context) error {
 			return err
 		}
 		f.printf("fenced %s in store %s at %s: applications' writes there now fail", f.svc, f.m.Store, postgres.LSNText(lsn))
-		d.slotURL, d.slot, d.fence = f.storeURL, reverseSlot(f.cfg.Slot, f.m.Store), lsn
+		d.slotURL, d.slot, d.fence = f.storeURL, pipeline.ReverseSlotName(f.cfg.Slot, f.m.Store), lsn
 		undo = f.svc.String() + " stays fenced: " + undo
 	} else {
 		// Cassandra has no triggers: the fence is the service itself.
@@ -296,16 +296,6 @@ func (d *drain) pending(ctx context.Context, offsets Offsets) string {
 	}
 	sort.Strings(behind)
 	return fmt.Sprintf("consumer group %s has %d events of %s before the fence to apply (partition %s)", d.group, total, d.topic, strings.Join(behind, ", "))
-}
-
-// reverseSlot is the reverse source's slot in a service database:
-// <SCOOP_SLOT>_rev_<store>, cut to 63 bytes (as internal/daemon names it).
-func reverseSlot(base, store string) string {
-	n := base + "_rev_" + strings.ToLower(store)
-	if len(n) > 63 {
-		n = n[:63]
-	}
-	return n
 }
 
 func isPostgres(raw string) bool {

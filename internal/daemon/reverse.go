@@ -33,15 +33,6 @@ import (
 //     service publishes its writes itself (connectors/cassandra/servicewriter),
 //     the same events are also written into the Cassandra table.
 
-// reverseName is <base>_rev_<store>, cut to PostgreSQL's 63 bytes.
-func reverseName(base, store string) string {
-	n := base + "_rev_" + strings.ToLower(store)
-	if len(n) > 63 {
-		n = n[:63]
-	}
-	return n
-}
-
 func (d *daemon) reverseFlows(version int64, usable []registry.Mapping) []flow {
 	byStore := map[string][]registry.Mapping{}
 	var out []flow
@@ -68,6 +59,24 @@ func (d *daemon) reverseFlows(version int64, usable []registry.Mapping) []flow {
 		stores = append(stores, s)
 	}
 	sort.Strings(stores)
+	// A PostgreSQL store left without a mapping in direction both gets its
+	// reverse slot and publication dropped.
+	var retired []string
+	for name, raw := range d.cfg.Stores {
+		if _, ok := byStore[name]; !ok && storeKind(raw) == "postgres" {
+			retired = append(retired, name)
+		}
+	}
+	sort.Strings(retired)
+	for _, store := range retired {
+		out = append(out, flow{
+			key:  fmt.Sprintf("reverse-retire|%s|%d", store, version),
+			name: "reverse retirement " + store,
+			run: func(ctx context.Context) error {
+				return d.retireReverse(ctx, store)
+			},
+		})
+	}
 	for _, store := range stores {
 		ms := byStore[store]
 		out = append(out, flow{
@@ -82,10 +91,36 @@ func (d *daemon) reverseFlows(version int64, usable []registry.Mapping) []flow {
 	return out
 }
 
+// retireReverse drops a store's reverse slot and publication if they are
+// left over, under the reverse source's lease (so that one instance does
+// it, after the source stopped), then idles.
+func (d *daemon) retireReverse(ctx context.Context, store string) error {
+	slot := pipeline.ReverseSlotName(d.cfg.Slot, store)
+	pub := pipeline.ReverseSlotName(d.cfg.Publication, store)
+	left, err := postgres.ReverseObjects(ctx, d.cfg.Stores[store], slot, pub)
+	if err != nil {
+		return err
+	}
+	if left {
+		lease, err := postgres.AcquireLease(ctx, d.cfg.SourceURL, slot, d.log)
+		if err != nil {
+			return err
+		}
+		err = postgres.RetireReverse(ctx, d.cfg.Stores[store], slot, pub)
+		lease.Release()
+		if err != nil {
+			return err
+		}
+		d.log.Info("no mapping of the store is in direction both any more: dropped its reverse slot and publication", "store", store, "slot", slot, "publication", pub)
+	}
+	<-ctx.Done()
+	return nil
+}
+
 // runReverseSource captures a service database's tables of direction-both
 // mappings into their reverse topics while this instance holds the lease.
 func (d *daemon) runReverseSource(ctx context.Context, store string, ms []registry.Mapping) error {
-	slot := reverseName(d.cfg.Slot, store)
+	slot := pipeline.ReverseSlotName(d.cfg.Slot, store)
 	log := d.log.With("reverse_source", store)
 	lease, err := postgres.AcquireLease(ctx, d.cfg.SourceURL, slot, log)
 	if err != nil {
@@ -116,7 +151,7 @@ func (d *daemon) runReverseSource(ctx context.Context, store string, ms []regist
 	source, err := postgres.NewSource(postgres.SourceConfig{
 		URL:         d.cfg.Stores[store],
 		Slot:        slot,
-		Publication: reverseName(d.cfg.Publication, store),
+		Publication: pipeline.ReverseSlotName(d.cfg.Publication, store),
 		Tables:      tables,
 		NoSnapshot:  true,
 		Topic: func(s, t string) string {
@@ -190,6 +225,7 @@ func (d *daemon) runReverse(ctx context.Context, m *registry.Mapping, stats *kaf
 		}
 		sink = tee{sink, cass}
 	}
+	sink = d.admin.instrument(m.Name+reverseSuffix, sink)
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
