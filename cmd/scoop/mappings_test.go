@@ -90,6 +90,8 @@ func TestMappingsBadFiles(t *testing.T) {
 	a := createTable(t, 0)
 	_, nokey := createTable(t, 0), testenv.Name("nokey")
 	testenv.Exec(t, testenv.Conn(t, "monolith"), fmt.Sprintf(`CREATE TABLE %s (v text)`, schema.QuoteIdent(nokey)))
+	full := testenv.Name("full")
+	testenv.Exec(t, testenv.Conn(t, "monolith"), fmt.Sprintf(`CREATE TABLE %[1]s (v text, w text); ALTER TABLE %[1]s REPLICA IDENTITY FULL`, schema.QuoteIdent(full)))
 	e := newE2E(t, "mappings: []\n")
 	good := writeMappings(t, fmt.Sprintf("mappings:\n  - name: keep\n    source: public.%s\n    store: accounts\n", a))
 	if _, err := e.cli(t, "mappings", "apply", "-f", good); err != nil {
@@ -112,6 +114,10 @@ func TestMappingsBadFiles(t *testing.T) {
 			"invalid mappings:\nmapping x: field conflict: monolith-wins needs to know what each write was made on top of, which a Cassandra store cannot tell (fix: use conflict: last-writer-wins with a Cassandra store (see docs/reverse.md))"},
 		{"two reverse flows into one table", "mappings:\n  - name: x\n    source: public.%[1]s\n    store: accounts\n    direction: both\n  - name: y\n    source: public.%[1]s\n    store: accounts\n    direction: both\n",
 			"invalid mappings:\nmapping y: field direction: mapping \"x\" already writes table \"%s\" of store \"accounts\" with direction both; its writes cannot go back to two monolith tables (fix: keep direction: both on one of them)"},
+		{"both without a key", "mappings:\n  - name: x\n    source: public." + full + "%.0s\n    store: accounts\n    direction: both\n",
+			"invalid mappings:\nmapping x: field direction: public." + full + " has no primary key, so the service's writes cannot be matched to its rows (fix: add a primary key to the monolith table, or use direction: forward)"},
+		{"rename that cannot be reversed", "mappings:\n  - name: x\n    source: public.%s\n    store: accounts\n    direction: both\n    columns: {rename: {note: amount}}\n",
+			"invalid mappings:\nmapping x: field columns.rename: columns \"amount\" and \"note\" both become \"amount\" in the service, so its writes cannot be sent back (fix: give each service column its own name)"},
 		{"no key", "mappings:\n  - name: x\n    source: public." + nokey + "%.0s\n    store: accounts\n",
 			"invalid mappings:\nmapping x: field source: table public." + nokey + " has no primary key and no replica identity, so its updates and deletes cannot be keyed; add a primary key, or run ALTER TABLE \"public\"." + schema.QuoteIdent(nokey) + " REPLICA IDENTITY FULL (fix: name an existing table with a primary key (or replica identity), as schema.table)"},
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/scoop-cdc/scoop/internal/registry"
 	"github.com/scoop-cdc/scoop/pipeline"
+	"github.com/scoop-cdc/scoop/schema"
 )
 
 // Registry stores the mappings of one scoop deployment (keyed by its slot)
@@ -396,6 +397,20 @@ func CheckMappings(ctx context.Context, conn *pgx.Conn, file *pipeline.File) err
 		}
 		if _, err := m.ShapeTarget(cols); err != nil {
 			errs = append(errs, err)
+		}
+		if m.Direction == pipeline.DirectionBoth {
+			// The service's writes are matched to monolith rows by key: a
+			// table keyed only by REPLICA IDENTITY FULL has none.
+			var keyed bool
+			if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND (indisprimary OR indisreplident))`,
+				schema.QuoteQualified(s, t)).Scan(&keyed); err != nil {
+				return err
+			}
+			if !keyed {
+				errs = append(errs, &pipeline.MappingError{Mapping: m.Name, Field: "direction", Problem: fmt.Sprintf("%s.%s has no primary key, so the service's writes cannot be matched to its rows", s, t), Fix: "add a primary key to the monolith table, or use direction: forward"})
+			} else if _, _, err := m.Reversed(cols); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if len(errs) > 0 {
