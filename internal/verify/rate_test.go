@@ -1,22 +1,17 @@
-package verify
+package verify_test
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"os"
-	"runtime"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gocql/gocql"
-	"github.com/jackc/pgx/v5"
-	"golang.org/x/sync/errgroup"
-	"gopkg.in/inf.v0"
 
 	"github.com/scoop-cdc/scoop/internal/testenv"
+	"github.com/scoop-cdc/scoop/internal/verify"
+	"github.com/scoop-cdc/scoop/internal/verify/verifyrate"
 	"github.com/scoop-cdc/scoop/pipeline"
 	"github.com/scoop-cdc/scoop/schema"
 )
@@ -24,7 +19,8 @@ import (
 // TestVerifyRate measures a clean verify of VERIFY_RATE_ROWS rows (e.g.
 // 1000000) per store kind, next to the raw read rates (COPY TO for
 // PostgreSQL, a full scan for Cassandra). It only runs when the variable is
-// set: go test ./internal/verify -run TestVerifyRate -v
+// set: go test ./internal/verify -run TestVerifyRate -v (the benchmark's
+// verify phase measures the same, see bench/README.md).
 func TestVerifyRate(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("VERIFY_RATE_ROWS"))
 	if n == 0 {
@@ -34,132 +30,97 @@ func TestVerifyRate(t *testing.T) {
 	ctx := context.Background()
 	table := testenv.Name("vrate")
 	q := schema.QuoteIdent(table)
-	ddl := fmt.Sprintf(`CREATE TABLE %s (id bigint PRIMARY KEY, amount numeric(12,2), note text, at timestamptz)`, q)
 	mono, svc := testenv.Conn(t, "monolith"), testenv.Conn(t, "service")
-	for _, c := range []*pgx.Conn{mono, svc} {
-		testenv.Exec(t, c, ddl)
-		t.Cleanup(func() { c.Exec(context.Background(), "DROP TABLE "+q) })
-	}
-	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s SELECT g, g * 1.5, 'note ' || g, '2026-01-01'::timestamptz + g * interval '1 ms' FROM generate_series(1, %d) g`, q, n))
-	testenv.Exec(t, mono, "VACUUM ANALYZE "+q)
-
-	// COPY TO, the raw read rate of the monolith.
-	start := time.Now()
-	if _, err := mono.PgConn().CopyTo(ctx, io.Discard, "COPY "+q+" TO STDOUT"); err != nil {
+	t.Cleanup(func() {
+		mono.Exec(context.Background(), "DROP TABLE IF EXISTS "+q)
+		svc.Exec(context.Background(), "DROP TABLE IF EXISTS "+q)
+	})
+	if err := verifyrate.CreateSource(ctx, mono, table, n); err != nil {
 		t.Fatal(err)
 	}
-	copyRate := float64(n) / time.Since(start).Seconds()
-	// The PostgreSQL target: the same rows.
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := mono.PgConn().CopyTo(ctx, pw, "COPY "+q+" TO STDOUT")
-		pw.CloseWithError(err)
-	}()
-	if _, err := svc.PgConn().CopyFrom(ctx, pr, "COPY "+q+" FROM STDIN"); err != nil {
+	if err := verifyrate.CopyToPostgres(ctx, mono, svc, table); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Exec(t, svc, "VACUUM ANALYZE "+q)
-
+	raw, err := verifyrate.CopyTo(ctx, mono, table)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := pipeline.Mapping{Name: "rate", Source: "public." + table, Store: "svc"}
-	peak := watchHeap(t)
-	rep, err := Run(ctx, Config{SourceURL: testenv.PGURL("monolith"), StoreURL: testenv.PGURL("service"), Mapping: m})
-	if err != nil || !rep.Equal() || rep.Rows != int64(n) {
-		t.Fatalf("PostgreSQL verify: %v %+v", err, rep)
+	res, err := verifyrate.Measure(ctx, verify.Config{SourceURL: testenv.PGURL("monolith"), StoreURL: testenv.PGURL("service"), Mapping: m}, int64(n))
+	if err != nil {
+		t.Fatalf("PostgreSQL verify: %v", err)
 	}
-	t.Logf("PostgreSQL: verify %.0f rows/s (%.1fs), COPY TO %.0f rows/s, peak heap %d MB", float64(n)/rep.Seconds, rep.Seconds, copyRate, peak()>>20)
+	t.Logf("PostgreSQL: verify %.0f rows/s (%.1fs), COPY TO %.0f rows/s, peak heap %.1f MB", res.PerSec, res.Seconds, raw.PerSec, res.PeakHeapMB)
 
 	if os.Getenv("VERIFY_RATE_STORES") == "postgres" {
 		return
 	}
-	// The Cassandra target.
 	keyspace := testenv.Name("vrate")
+	s := cassandraSession(t)
+	if err := s.Query("CREATE KEYSPACE " + schema.QuoteIdent(keyspace) + " WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").Exec(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Query("DROP KEYSPACE " + schema.QuoteIdent(keyspace)).Exec() })
+	if err := verifyrate.CopyToCassandra(ctx, mono, s, keyspace, table); err != nil {
+		t.Fatal(err)
+	}
+	scan, err := verifyrate.Scan(ctx, s, keyspace, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = verifyrate.Measure(ctx, verify.Config{SourceURL: testenv.PGURL("monolith"), StoreURL: "cassandra://" + testenv.CassandraAddr() + "/" + keyspace, Mapping: m}, int64(n))
+	if err != nil {
+		t.Fatalf("Cassandra verify: %v", err)
+	}
+	t.Logf("Cassandra: verify %.0f rows/s (%.1fs), full scan %.0f rows/s, peak heap %.1f MB", res.PerSec, res.Seconds, scan.PerSec, res.PeakHeapMB)
+}
+
+// TestMeasureRefusesADifferentPair: a measurement is of a clean verify
+// only; a pair that differs is an error naming the differences.
+func TestMeasureRefusesADifferentPair(t *testing.T) {
+	testenv.Require(t)
+	ctx := context.Background()
+	table := testenv.Name("vrate")
+	q := schema.QuoteIdent(table)
+	mono, svc := testenv.Conn(t, "monolith"), testenv.Conn(t, "service")
+	t.Cleanup(func() {
+		mono.Exec(context.Background(), "DROP TABLE IF EXISTS "+q)
+		svc.Exec(context.Background(), "DROP TABLE IF EXISTS "+q)
+	})
+	if err := verifyrate.CreateSource(ctx, mono, table, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyrate.CopyToPostgres(ctx, mono, svc, table); err != nil {
+		t.Fatal(err)
+	}
+	cfg := verify.Config{SourceURL: testenv.PGURL("monolith"), StoreURL: testenv.PGURL("service"),
+		Mapping: pipeline.Mapping{Name: "rate", Source: "public." + table, Store: "svc"}}
+	res, err := verifyrate.Measure(ctx, cfg, 1000)
+	if err != nil {
+		t.Fatalf("clean pair: %v", err)
+	}
+	if res.Rows != 1000 || res.PerSec <= 0 || res.PeakHeapMB <= 0 {
+		t.Fatalf("clean pair: %+v", res)
+	}
+	if _, err := verifyrate.Measure(ctx, cfg, 999); err == nil || err.Error() != "verify rate: not a clean pair of 999 rows: 1000 source rows, 0 missing, 0 extra, 0 different, 0 unsettled" {
+		t.Fatalf("wrong row count: got %v", err)
+	}
+	testenv.Exec(t, svc, "UPDATE "+q+" SET note = 'changed' WHERE id = 7")
+	testenv.Exec(t, svc, "DELETE FROM "+q+" WHERE id = 8")
+	_, err = verifyrate.Measure(ctx, cfg, 1000)
+	if err == nil || err.Error() != "verify rate: not a clean pair of 1000 rows: 1000 source rows, 1 missing, 0 extra, 1 different, 0 unsettled" {
+		t.Fatalf("changed target: got %v", err)
+	}
+}
+
+func cassandraSession(t *testing.T) *gocql.Session {
 	cl := gocql.NewCluster("127.0.0.1")
-	fmt.Sscan(testenv.CassandraPort, &cl.Port)
+	cl.Port, _ = strconv.Atoi(testenv.CassandraPort)
 	cl.Timeout = 30 * time.Second
 	s, err := cl.CreateSession()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	ct := schema.QuoteIdent(keyspace) + "." + q
-	for _, cql := range []string{
-		"CREATE KEYSPACE " + schema.QuoteIdent(keyspace) + " WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
-		"CREATE TABLE " + ct + " (id bigint, amount decimal, note text, at timestamp, PRIMARY KEY ((id)))",
-	} {
-		if err := s.Query(cql).Exec(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { s.Query("DROP KEYSPACE " + schema.QuoteIdent(keyspace)).Exec() })
-	rows, err := mono.Query(ctx, "SELECT id, amount::text, note, at FROM "+q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(128)
-	for rows.Next() {
-		var id int64
-		var amount, note string
-		var at time.Time
-		if err := rows.Scan(&id, &amount, &note, &at); err != nil {
-			t.Fatal(err)
-		}
-		dec, _ := new(inf.Dec).SetString(amount)
-		g.Go(func() error {
-			return s.Query("INSERT INTO "+ct+" (id, amount, note, at) VALUES (?, ?, ?, ?)", id, dec, note, at).WithContext(gctx).Exec()
-		})
-	}
-	rows.Close()
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	start = time.Now()
-	var scanned atomic.Int64
-	iter := s.Query("SELECT id, amount, note, at FROM " + ct).PageSize(5000).Iter()
-	var id int64
-	var amount *inf.Dec
-	var note string
-	var at time.Time
-	for iter.Scan(&id, &amount, &note, &at) {
-		scanned.Add(1)
-	}
-	if err := iter.Close(); err != nil {
-		t.Fatal(err)
-	}
-	scanRate := float64(scanned.Load()) / time.Since(start).Seconds()
-	peak = watchHeap(t)
-	rep, err = Run(ctx, Config{SourceURL: testenv.PGURL("monolith"), StoreURL: "cassandra://" + testenv.CassandraAddr() + "/" + keyspace, Mapping: m})
-	if err != nil || !rep.Equal() || rep.Rows != int64(n) {
-		t.Fatalf("Cassandra verify: %v %+v", err, rep)
-	}
-	t.Logf("Cassandra: verify %.0f rows/s (%.1fs), full scan %.0f rows/s, peak heap %d MB", float64(n)/rep.Seconds, rep.Seconds, scanRate, peak()>>20)
-}
-
-// watchHeap samples the heap until the returned function is called, which
-// returns the peak.
-func watchHeap(t *testing.T) func() uint64 {
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	go func() {
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
-	var once bool
-	return func() uint64 {
-		if !once {
-			close(done)
-			once = true
-		}
-		return peak.Load()
-	}
+	t.Cleanup(s.Close)
+	return s
 }
