@@ -110,6 +110,7 @@ type SourceStats struct {
 	Leading      atomic.Bool
 	Events       atomic.Uint64
 	SnapshotRows atomic.Uint64
+	Snapshots    SnapshotProgress
 	ReceivedLSN  atomic.Uint64
 	LastCommit   atomic.Int64 // unix ms of the last commit seen
 	RetainedWAL  atomic.Int64 // bytes of WAL the slot holds back (checked at each heartbeat)
@@ -266,14 +267,9 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 		slotExists = false
 	}
 	if !slotExists && s.cfg.NoSnapshot {
-		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, s.cfg.Slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		point, _, err := s.createSlot(ctx, repl, "NOEXPORT_SNAPSHOT")
 		if err != nil {
-			return 0, nil, fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err)
-		}
-		point, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-		if err != nil {
-			return 0, nil, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
+			return 0, nil, err
 		}
 		s.log.Info("created replication slot (no snapshot)", "consistent_point", point.String())
 		s.acked.Store(uint64(point))
@@ -290,22 +286,17 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 		if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&before); err != nil {
 			return 0, nil, fmt.Errorf("read server clock: %w", err)
 		}
-		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, s.cfg.Slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+		point, snapshotName, err := s.createSlot(ctx, repl, "EXPORT_SNAPSHOT")
 		if err != nil {
-			return 0, nil, fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err)
+			return 0, nil, err
 		}
-		point, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-		if err != nil {
-			return 0, nil, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
-		}
-		s.log.Info("created replication slot", "consistent_point", point.String(), "snapshot", res.SnapshotName)
+		s.log.Info("created replication slot", "consistent_point", point.String(), "snapshot", snapshotName)
 		s.acked.Store(uint64(point))
 		list := make([]*schema.Table, 0, len(tables))
 		for _, t := range s.cfg.Tables {
 			list = append(list, tables[t])
 		}
-		if err := s.snapshot(ctx, res.SnapshotName, uint64(point), before, list, out); err != nil {
+		if err := s.snapshot(ctx, snapshotName, uint64(point), before, list, out); err != nil {
 			return 0, nil, err
 		}
 		if err := s.waitAcked(ctx, uint64(point), out); err != nil {
@@ -339,6 +330,21 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgx.Conn, repl *pgconn.P
 		pending = nil
 	}
 	return start, pending, nil
+}
+
+// createSlot creates the slot (snapshotAction: EXPORT_SNAPSHOT or
+// NOEXPORT_SNAPSHOT) and returns its consistent point and exported snapshot.
+func (s *Source) createSlot(ctx context.Context, repl *pgconn.PgConn, snapshotAction string) (pglogrepl.LSN, string, error) {
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, s.cfg.Slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: snapshotAction})
+	if err != nil {
+		return 0, "", fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err)
+	}
+	point, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return 0, "", fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
+	}
+	return point, res.SnapshotName, nil
 }
 
 // waitAcked waits until the forwarder has published everything sent so far
