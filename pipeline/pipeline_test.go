@@ -217,3 +217,33 @@ func TestBudget(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestEventValueConverted: a column that columns.types converted reads its
+// events by the monolith's type (a date's days, a timestamp's µs), not by
+// the target's.
+func TestEventValueConverted(t *testing.T) {
+	m := &Mapping{Name: "c", Columns: Columns{Types: map[string]string{"born": "text", "seen": "timestamptz", "days": "text"}}}
+	target, err := m.ShapeTarget([]Column{
+		{Name: "id", Source: "id", BaseType: "int8", Key: true},
+		{Name: "born", Source: "born", BaseType: "date"},
+		{Name: "seen", Source: "seen", BaseType: "timestamp"},
+		{Name: "days", Source: "days", BaseType: "_date", Array: true, Elem: "date"},
+		{Name: "at", Source: "at", BaseType: "time"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]string{
+		"born": {`19782`, `"2024-02-29"`},
+		"seen": {`1709210096789000`, `"2024-02-29T12:34:56.789"`},
+		"days": {`[0,null]`, `["1970-01-01",null]`},
+		"at":   {`60000000`, `"00:01:00"`},
+		"id":   {`19782`, `19782`},
+	}
+	for _, c := range target.Columns {
+		got, err := c.EventValue(json.RawMessage(want[c.Name][0]))
+		if err != nil || string(got) != want[c.Name][1] {
+			t.Errorf("%s (%s, event type %q): got %s %v, want %s", c.Name, c.BaseType, c.EventType, got, err, want[c.Name][1])
+		}
+	}
+}

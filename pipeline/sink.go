@@ -63,6 +63,25 @@ type Column struct {
 	Elem     string // element base type name of an array
 	Key      bool
 	NotNull  bool
+	// EventType is the monolith column's base type (element type for
+	// arrays) when columns.types converted it: the type its events are
+	// encoded for (see EventValue).
+	EventType string
+}
+
+// EventValue returns an event's value for the column in the forms the
+// sinks write: Debezium's temporal numbers (date, timestamp, time) read
+// back as PostgreSQL's text, by the type the event was encoded for (see
+// schema.TextJSON). Other values are returned as they are.
+func (c Column) EventValue(raw json.RawMessage) (json.RawMessage, error) {
+	typ := c.BaseType
+	if c.Array {
+		typ = c.Elem
+	}
+	if c.EventType != "" {
+		typ = c.EventType
+	}
+	return schema.TextJSON(typ, raw)
 }
 
 // Target is the shape of a mapping's target table.
@@ -167,6 +186,10 @@ func (m *Mapping) ShapeTarget(source []Column) (Target, error) {
 		}
 		c.Name = to
 		if typ, ok := m.Columns.Types[c.Source]; ok {
+			c.EventType = c.BaseType
+			if c.Array {
+				c.EventType = c.Elem
+			}
 			c.SQLType, c.BaseType, c.Array, c.Elem = typ, ConvertibleTypes[typ], false, ""
 			if typ == "timestamptz" {
 				c.SQLType = "timestamp with time zone" // as format_type spells it

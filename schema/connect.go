@@ -10,6 +10,7 @@ type connectField struct {
 	Optional bool            `json:"optional"`
 	Field    string          `json:"field,omitempty"`
 	Name     string          `json:"name,omitempty"`
+	Version  int             `json:"version,omitempty"`
 	Items    *connectField   `json:"items,omitempty"`
 	Fields   []*connectField `json:"fields,omitempty"`
 }
@@ -38,12 +39,30 @@ func connectType(types Types, oid uint32) *connectField {
 		f.Type = "bytes"
 	case "json", "jsonb":
 		f.Name = "io.debezium.data.Json"
+	case "xml":
+		f.Name = "io.debezium.data.Xml"
 	case "uuid":
 		f.Name = "io.debezium.data.Uuid"
+	case "date":
+		f.Type, f.Name = "int32", "io.debezium.time.Date"
+	case "timestamp":
+		f.Type, f.Name = "int64", "io.debezium.time.MicroTimestamp"
+	case "time":
+		f.Type, f.Name = "int64", "io.debezium.time.MicroTime"
+	case "timetz":
+		f.Name = "io.debezium.time.ZonedTime"
 	case "timestamptz":
 		f.Name = "io.debezium.time.ZonedTimestamp"
-	case "numeric":
-		f.Name = "scoop.Decimal"
+	case "interval":
+		f.Name = "io.debezium.time.Interval"
+	}
+	if t.Kind == 'e' {
+		f.Name = "io.debezium.data.Enum"
+	}
+	// numeric and money: a plain string, as Debezium's
+	// decimal.handling.mode=string writes them.
+	if f.Name != "" {
+		f.Version = 1
 	}
 	return f
 }

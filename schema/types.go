@@ -59,16 +59,21 @@ func BaseType(types Types, oid uint32) TypeInfo { return resolve(types, oid) }
 // TimeZone=UTC, IntervalStyle=iso_8601 and extra_float_digits=3 (scoop sets
 // them on every connection it reads from).
 //
-// The mapping is documented in docs/events.md:
+// The mapping is Debezium's PostgreSQL connector's (with
+// decimal.handling.mode=string, time.precision.mode=adaptive_time_microseconds,
+// interval.handling.mode=string), documented in docs/events.md:
 //   - bool -> true/false; int2/int4/int8/oid -> number;
 //   - float4/float8 -> number, or the strings "NaN", "Infinity", "-Infinity";
 //   - numeric and money -> string (no float loss);
-//   - json/jsonb -> embedded JSON;
+//   - json/jsonb -> the JSON text as a string;
 //   - bytea -> base64 string;
-//   - timestamptz -> "2006-01-02T15:04:05.999999Z"; timestamp -> "2006-01-02T15:04:05.999999";
+//   - date -> days since the epoch; timestamp -> µs since the epoch;
+//     time -> µs since midnight; timetz -> "15:04:05.999999Z" (UTC);
+//     timestamptz -> "2006-01-02T15:04:05.999999Z"; interval -> "P1Y2M3DT4H5M6.5S"
+//     (see temporal.go);
 //   - arrays -> JSON arrays (nested for several dimensions, null elements kept);
-//   - everything else (text, uuid, date, time, interval, inet, enums, ranges,
-//     bit strings, geometric types, ...) -> its text form as a JSON string.
+//   - everything else (text, uuid, inet, enums, ranges, bit strings,
+//     geometric types, ...) -> its text form as a JSON string.
 func AppendJSON(dst []byte, types Types, oid uint32, text []byte) ([]byte, error) {
 	t := resolve(types, oid)
 	if t.Category == 'A' && t.Elem != 0 {
@@ -102,10 +107,11 @@ func appendScalarJSON(dst []byte, t TypeInfo, text []byte) ([]byte, error) {
 		}
 		return append(dst, text...), nil
 	case "json", "jsonb":
+		// Debezium's io.debezium.data.Json: the JSON text as a string.
 		if !json.Valid(text) {
 			return dst, fmt.Errorf("%s: invalid JSON text", t.Name)
 		}
-		return append(dst, text...), nil
+		return appendString(dst, text), nil
 	case "bytea":
 		raw, err := decodeBytea(text)
 		if err != nil {
@@ -117,7 +123,15 @@ func appendScalarJSON(dst []byte, t TypeInfo, text []byte) ([]byte, error) {
 	case "timestamptz":
 		return appendString(dst, isoTimestamp(text, true)), nil
 	case "timestamp":
-		return appendString(dst, isoTimestamp(text, false)), nil
+		return appendMicroTimestamp(dst, text)
+	case "date":
+		return appendDate(dst, text)
+	case "time":
+		return appendMicroTime(dst, text)
+	case "timetz":
+		return appendZonedTime(dst, text)
+	case "interval":
+		return appendInterval(dst, text)
 	}
 	return appendString(dst, text), nil
 }

@@ -357,6 +357,10 @@ func cqlValue(col pipeline.Column, raw json.RawMessage) (any, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
+	raw, err := col.EventValue(raw) // Debezium's temporal numbers as text
+	if err != nil {
+		return nil, err
+	}
 	typ := CQLType(col)
 	if strings.HasPrefix(typ, "list<") {
 		var items []json.RawMessage

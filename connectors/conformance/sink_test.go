@@ -259,7 +259,18 @@ func TestSinkTypes(t *testing.T) {
 				checks["c_timestamptz"] = "2024-02-29T10:34:56.789+00:00"
 				checks["c_int_arr"] = "[1, null, 3]"
 				checks["c_jsonb"] = `{"a": [true, null], "b": 1}`
+				checks["c_json"] = `{"a": [true, null], "b": 1}` // read through to_jsonb
+				checks["c_jsonb_arr"] = `[{"k": 1}, null]`
+				// Debezium's Date, MicroTimestamp, MicroTime, ZonedTime, Interval.
+				checks["c_date"] = "2024-02-29"
+				checks["c_timestamp"] = "2024-02-29T12:34:56.789"
+				checks["c_time"] = "23:59:59.999999"
+				checks["c_timetz"] = "12:00:00+05:30"
+				checks["c_interval"] = "1 year 2 mons 3 days 04:05:06.5"
 			} else {
+				checks["c_date"] = "2024-02-29T00:00:00Z"
+				checks["c_timestamp"] = "2024-02-29T12:34:56.789Z"
+				checks["c_json"] = `{"b": 1, "a": [true, null]}`
 				checks["c_bytea"] = "\x00\xff\x10"
 				checks["c_timestamptz"] = "2024-02-29T10:34:56.789Z"
 				checks["c_enum_arr"] = "[sad happy]"

@@ -550,6 +550,10 @@ func pgText(col pipeline.Column, raw json.RawMessage) (any, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
+	raw, err := col.EventValue(raw) // Debezium's temporal numbers as text
+	if err != nil {
+		return nil, err
+	}
 	if col.Array {
 		var v any
 		dec := json.NewDecoder(bytes.NewReader(raw))
