@@ -60,6 +60,7 @@ func newBench(ctx context.Context, cfg config, root string) (*bench, error) {
 			"insert_rows": cfg.rows, "update_rows": cfg.updateRows, "mix_ops": cfg.mixOps,
 			"bigtx_rows": cfg.bigtxRows, "toast_rows": cfg.toastRows, "toast_bytes": cfg.toastBytes,
 			"snapshot_rows": cfg.snapshotRows, "reverse_bulk_rows": cfg.reverseRows,
+			"verify_rows": cfg.verifyRows,
 		},
 		Method:   methodNotes,
 		ScoopEnv: cfg.scoopEnv,

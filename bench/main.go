@@ -42,6 +42,8 @@ type config struct {
 	reverseRows  int     // rows of the reverse phase's bulk service insert
 	reverseRate  float64 // single-row service transactions/s of the reverse phase's stream
 	reverse      bool    // run the reverse phase
+	verifyRows   int     // rows of the verify phase's table
+	verify       bool    // run the verify phase
 	workloads    []string
 	outDir       string
 	scoopBin     string
@@ -109,6 +111,12 @@ func loadConfig(root string) config {
 		fatalf("BENCH_REVERSE_RATE=%q: want a positive rate", os.Getenv("BENCH_REVERSE_RATE"))
 	}
 	c.reverse = envBool("BENCH_REVERSE", true)
+	verifyDef := 1_000_000
+	if c.smoke {
+		verifyDef = 20_000
+	}
+	c.verifyRows = max(envInt("BENCH_VERIFY_ROWS", verifyDef), 1000)
+	c.verify = envBool("BENCH_VERIFY", true)
 	c.keep = envBool("BENCH_KEEP", false)
 	c.profile = envBool("BENCH_PROFILE", !c.smoke)
 	c.partitions = 3
@@ -213,6 +221,9 @@ func (b *bench) run(ctx context.Context) int {
 		}
 		if ctx.Err() == nil {
 			b.runSnapshot(ctx)
+		}
+		if ctx.Err() == nil && b.cfg.verify {
+			b.runVerify(ctx)
 		}
 	}
 	if ctx.Err() != nil {

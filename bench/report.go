@@ -123,6 +123,12 @@ type results struct {
 	ReverseRatio              *float64 `json:"reverse_ratio"`
 	P99ReverseCommitToApplyMS *float64 `json:"p99_reverse_commit_to_apply_ms"`
 	PeakRSSMB                 *float64 `json:"peak_rss_mb"`
+	// The verify phase: a clean verify's rows/s over the raw read of the
+	// same table (COPY TO; a full Cassandra scan), and its peak heap (max
+	// over both store kinds).
+	VerifyPGRatio        *float64 `json:"verify_pg_ratio"`
+	VerifyCassandraRatio *float64 `json:"verify_cassandra_ratio"`
+	VerifyPeakHeapMB     *float64 `json:"verify_peak_heap_mb"`
 
 	// The figures behind the ratios (main workload; changes/s or rows/s).
 	Scoop map[string]float64 `json:"scoop"`
@@ -132,6 +138,7 @@ type results struct {
 	Workloads []*workloadResult `json:"workloads"`
 	Latency   *latencyResult    `json:"latency,omitempty"`
 	Reverse   *reverseResult    `json:"reverse,omitempty"`
+	Verify    *verifyResult     `json:"verify,omitempty"`
 	Snapshot  *snapshotResult   `json:"snapshot,omitempty"`
 	Phases    []phaseRSS        `json:"peak_rss_by_phase"`
 	Profiles  []*profileResult  `json:"cpu_profiles,omitempty"`
@@ -152,6 +159,7 @@ var methodNotes = []string{
 	"reverse: one live scoop process with a direction-both mapping into the service PostgreSQL database (forward source and sink, reverse source on a slot in the service database, reverse topic, reverse sink into the monolith under last-writer-wins). Bulk: one INSERT ... SELECT of the rows into the service table; rows/s from the first row present in the monolith to the last (count polled every 25 ms; wall: from the service commit). Raw: the same rows through psql -f, INSERT ... VALUES of 1,000 rows ... ON CONFLICT (id) DO UPDATE, into a monolith table of the same columns, after scoop stopped. Stream: single-row service transactions at a fixed rate; per row, applied_at (DEFAULT clock_timestamp() on the monolith table, a column the mapping excludes: the reverse sink's insert) minus the service commit time (pg_xact_commit_timestamp(xmin)); same server, same clock.",
 	"snapshot: a pre-filled table; COPY table TO STDOUT (after one warm-up read) versus scoop on a fresh slot with the sink parked, until the topic holds every row.",
 	"peak RSS: VmHWM of each measured scoop process (one process per phase), read just before SIGTERM.",
+	"verify: a table of (id bigint PRIMARY KEY, amount numeric(12,2), note text, at timestamptz), filled in the monolith and copied into the service database (COPY) and into a Cassandra table of scoop's CQL types; a clean verify (verify.Run, what `scoop verify NAME` runs, without a pipeline to settle: a clean pair has no suspects) in the bench process, its rows / the report's seconds (connections and planning included), must find the pair equal with every row. Raw: the faster of two reads of the whole table, COPY table TO STDOUT of the monolith table (PostgreSQL target), SELECT of every column over the full token range in pages of 5,000 (Cassandra). Memory: the Go heap in use, sampled every 25 ms during the verify, its peak in each half of the run (flat: the second half's peak within 1.5x or 2 MB of the first's; judged with 8 samples a half or more), and the bench process's VmHWM reset just before the verify (/proc/self/clear_refs) next to its resident set then.",
 }
 
 func f64(v float64) *float64 { return &v }
@@ -239,6 +247,29 @@ func (b *bench) summarize() {
 			r.Scoop["reverse_stream_rows_per_s"] = rv.StreamAppliedRate
 		}
 	}
+	var flatRatio *float64
+	flatMet := true
+	for _, vs := range b.verifyStores() {
+		sc := vs.Scoop
+		r.Scoop["verify_"+vs.Store+"_rows_per_s"] = sc.PerSec
+		if vs.Raw != nil {
+			r.Raw["verify_"+vs.Store+"_raw_read_rows_per_s"] = vs.Raw.PerSec
+			if vs.Store == "postgres" {
+				r.VerifyPGRatio = f64(vs.Ratio)
+			} else {
+				r.VerifyCassandraRatio = f64(vs.Ratio)
+			}
+		}
+		if r.VerifyPeakHeapMB == nil || sc.PeakHeapMB > *r.VerifyPeakHeapMB {
+			r.VerifyPeakHeapMB = f64(sc.PeakHeapMB)
+		}
+		if sc.Flat != nil && sc.HeapFirstHalfMB > 0 {
+			if v := sc.HeapSecondHalfMB / sc.HeapFirstHalfMB; flatRatio == nil || v > *flatRatio {
+				flatRatio = f64(v)
+			}
+			flatMet = flatMet && *sc.Flat
+		}
+	}
 	if len(r.Phases) > 0 {
 		m := 0.0
 		for _, p := range r.Phases {
@@ -252,6 +283,11 @@ func (b *bench) summarize() {
 	add("p99_commit_to_apply_ms", r.P99CommitToApplyMS, "< 100 ms at half the max rate", func(v float64) bool { return v < 100 })
 	add("peak_rss_mb", r.PeakRSSMB, "< 128 MB in every phase", func(v float64) bool { return v < 128 })
 	add("snapshot_ratio", r.SnapshotRatio, ">= 0.50 of COPY TO", func(v float64) bool { return v >= 0.5 })
+	if b.cfg.verify {
+		add("verify_pg_ratio", r.VerifyPGRatio, ">= 0.50 of COPY TO", func(v float64) bool { return v >= 0.5 })
+		add("verify_cassandra_ratio", r.VerifyCassandraRatio, ">= 0.50 of a full scan", func(v float64) bool { return v >= 0.5 })
+		add("verify_memory_flat", flatRatio, "flat: peak heap of the verify's second half over its first half <= 1.5x (or within 2 MB)", func(float64) bool { return flatMet })
+	}
 	add("schemas_cpu_ratio", b.schemasCPURatio(), "<= 1.5x the plain insert's scoop CPU per change (PostgreSQL sink phase)", func(v float64) bool { return v <= 1.5 })
 	if r.Errors == nil {
 		r.Errors = []string{}
@@ -387,8 +423,20 @@ func (b *bench) markdown() string {
 	if rv := r.Reverse; rv != nil && rv.P99 > 0 {
 		p("| service commit → monolith (reverse) at %s single-row tx/s | p50 %.1f / p95 %.1f / **p99 %.1f** ms | | | | |", num(rv.StreamRateAchieved), rv.P50, rv.P95, rv.P99)
 	}
+	for _, vs := range b.verifyStores() {
+		name := map[string]string{"postgres": "PostgreSQL", "cassandra": "Cassandra"}[vs.Store]
+		raw := "–"
+		if vs.Raw != nil {
+			raw = fmt.Sprintf("%s %s rows/s", map[string]string{"postgres": "COPY TO", "cassandra": "full scan"}[vs.Store], num(vs.Raw.PerSec))
+		}
+		p("| verify (clean), %s target, rows/s (%s rows; peak heap %.1f MB) | %s | %s | %s | ≥ 50%% | %s |", name, commas(vs.Scoop.Rows), vs.Scoop.PeakHeapMB,
+			num(vs.Scoop.PerSec), raw, pct(vs.Ratio), yesNo(tgt["verify_"+map[string]string{"postgres": "pg", "cassandra": "cassandra"}[vs.Store]+"_ratio"]))
+	}
 	if v := b.schemasCPURatio(); v != nil {
 		p("| scoop CPU per change into PostgreSQL, schemas / plain | %.2fx | | | ≤ 1.5x | %s |", *v, yesNo(tgt["schemas_cpu_ratio"]))
+	}
+	if t, ok := tgt["verify_memory_flat"]; ok && !t.Absent {
+		p("| verify memory: peak heap, second half of the run / first half (max over targets) | %.2fx | | | flat (≤ 1.5x or 2 MB) | %s |", t.Value, yesNo(t))
 	}
 	if r.PeakRSSMB != nil {
 		p("| peak RSS, max over phases | %.1f MB | | | < 128 MB | %s |", *r.PeakRSSMB, yesNo(tgt["peak_rss_mb"]))
@@ -443,6 +491,27 @@ func (b *bench) markdown() string {
 		if rv.StreamRows > 0 {
 			p("Stream: %d single-row transactions in %.0f s (target %s/s, achieved %s/s), applied at %s rows/s; service commit → monolith insert: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms. Peak RSS %.1f MB.",
 				rv.StreamRows, rv.StreamSeconds, num(rv.StreamRateTarget), num(rv.StreamRateAchieved), num(rv.StreamAppliedRate), rv.P50, rv.P95, rv.P99, rv.Max, rv.PeakRSSMB)
+		}
+		p("")
+	}
+	if vr := r.Verify; vr != nil {
+		p("## verify: a clean comparison")
+		p("")
+		p("A clean `scoop verify` (verify.Run in the bench process) of a %s-row table per store kind, next to the raw read of that table (the faster of two). Heap: Go heap in use, sampled every 25 ms, before the run (after a GC), its peak, and its peak in each half of the run; RSS: the bench process's VmHWM, reset before the run, next to its resident set then.", commas(int64(vr.Rows)))
+		p("")
+		p("| target | rows | verify s | verify rows/s | raw read | raw rows/s | ratio | heap base / peak MB | peak heap 1st / 2nd half MB | memory | RSS base / peak MB |")
+		p("|---|---|---|---|---|---|---|---|---|---|---|")
+		for _, vs := range vr.Stores {
+			raw, rawRate := "failed", "–"
+			if vs.Raw != nil {
+				raw, rawRate = vs.Raw.Detail, num(vs.Raw.PerSec)
+			}
+			if sc := vs.Scoop; sc != nil {
+				p("| %s | %s | %.2f | %s | %s | %s | %s | %.1f / %.1f | %.1f / %.1f | %s | %.1f / %.1f |", vs.Store, commas(sc.Rows), sc.Seconds, num(sc.PerSec), raw, rawRate, pct(vs.Ratio),
+					sc.BaseHeapMB, sc.PeakHeapMB, sc.HeapFirstHalfMB, sc.HeapSecondHalfMB, flatStr(sc.Flat), sc.BaseRSSMB, sc.PeakRSSMB)
+			} else {
+				p("| %s | – | – | failed | %s | %s | – | | | | |", vs.Store, raw, rawRate)
+			}
 		}
 		p("")
 	}
@@ -550,4 +619,27 @@ func (b *bench) schemasCPURatio() *float64 {
 		return nil
 	}
 	return f64(schemas / plain)
+}
+
+// verifyStores are the store kinds whose clean verify was measured.
+func (b *bench) verifyStores() []*verifyStore {
+	var out []*verifyStore
+	if b.res.Verify != nil {
+		for _, vs := range b.res.Verify.Stores {
+			if vs.Scoop != nil {
+				out = append(out, vs)
+			}
+		}
+	}
+	return out
+}
+
+func flatStr(flat *bool) string {
+	switch {
+	case flat == nil:
+		return "memory not judged (run too short)"
+	case *flat:
+		return "memory flat"
+	}
+	return "**memory not flat**"
 }
