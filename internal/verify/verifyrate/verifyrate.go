@@ -208,10 +208,6 @@ func Measure(ctx context.Context, cfg verify.Config, wantRows int64) (*Result, e
 	if rssOK {
 		res.BaseRSSMB = procStatusMB("VmRSS")
 	}
-	type sample struct {
-		at   time.Time
-		heap uint64
-	}
 	var samples []sample
 	var mu sync.Mutex
 	done := make(chan struct{})
@@ -250,6 +246,19 @@ func Measure(ctx context.Context, cfg verify.Config, wantRows int64) (*Result, e
 	if rssOK {
 		res.PeakRSSMB = procStatusMB("VmHWM")
 	}
+	res.judge(samples, start, end)
+	return res, nil
+}
+
+// sample is the heap in use at a moment of the run.
+type sample struct {
+	at   time.Time
+	heap uint64
+}
+
+// judge fills the heap peaks, overall and per half of the run from start
+// to end, and whether they show flat memory.
+func (res *Result) judge(samples []sample, start, end time.Time) {
 	mid := start.Add(end.Sub(start) / 2)
 	var first, second uint64
 	var n1, n2 int
@@ -263,11 +272,11 @@ func Measure(ctx context.Context, cfg verify.Config, wantRows int64) (*Result, e
 	}
 	res.Samples = len(samples)
 	res.HeapFirstHalfMB, res.HeapSecondHalfMB = mb(first), mb(second)
+	res.Flat = nil
 	if n1 >= MinSamples && n2 >= MinSamples {
 		flat := res.HeapSecondHalfMB <= res.HeapFirstHalfMB*FlatFactor || res.HeapSecondHalfMB-res.HeapFirstHalfMB <= FlatSlackMB
 		res.Flat = &flat
 	}
-	return res, nil
 }
 
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
