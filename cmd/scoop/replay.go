@@ -70,6 +70,9 @@ func replayCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := kafka.CheckSecurity(ctx, cfg.KafkaBrokers, cfg.KafkaSecurity()); err != nil {
+		return err
+	}
 
 	if *snapshot {
 		s, t := m.SourceTable()

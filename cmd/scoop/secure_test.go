@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -24,6 +25,9 @@ func TestSecure(t *testing.T) {
 	s := testenv.StartSecure(t)
 	start := time.Now()
 	t.Run("whole path", func(t *testing.T) { securePath(t, s) })
+	t.Run("postgres refusals", func(t *testing.T) { securePGRefusals(t, s) })
+	t.Run("kafka refusals", func(t *testing.T) { secureKafkaRefusals(t, s) })
+	t.Run("cassandra refusals", func(t *testing.T) { secureCassandraRefusals(t, s) })
 	t.Logf("secure tests took %s (after the profile started)", time.Since(start).Round(100*time.Millisecond))
 }
 
@@ -119,5 +123,153 @@ func secureRows(t *testing.T, url, table string) func() []string {
 		}
 		sort.Strings(out)
 		return out
+	}
+}
+
+// secrets are the profile's passwords and the wrong ones the refusals try:
+// none may appear in any output.
+func secrets(s *testenv.Secure) []string {
+	return []string{s.Get("SCOOP_SECURE_PG_PASSWORD"), s.Get("SCOOP_SECURE_KAFKA_PASSWORD"),
+		s.Get("SCOOP_SECURE_CASSANDRA_PASSWORD"), s.Get("SCOOP_SECURE_KAFKA_ADMIN_PASSWORD"), wrongPassword}
+}
+
+const wrongPassword = "not-the-password-0123"
+
+func noSecrets(t *testing.T, s *testenv.Secure, what, out string) {
+	t.Helper()
+	for _, p := range secrets(s) {
+		if p != "" && strings.Contains(out, p) {
+			t.Fatalf("%s prints a password:\n%s", what, out)
+		}
+	}
+}
+
+type refusal struct {
+	name, want string
+	env        []string
+}
+
+// securePGRefusals: scoop mappings list against the secure PostgreSQL with
+// one thing wrong each time.
+func securePGRefusals(t *testing.T, s *testenv.Secure) {
+	e := secureE2E(t, s, "mappings: []\n")
+	pw, ca, port := s.Get("SCOOP_SECURE_PG_PASSWORD"), s.CAFile(), s.Get("SCOOP_SECURE_PG_PORT")
+	verify := "sslmode=verify-full&sslrootcert="
+	at := "connect to PostgreSQL: failed to connect to `user=scoop database=monolith`: 127.0.0.1:" + port
+	cases := []refusal{
+		{"wrong CA", at + " (127.0.0.1): failed to write startup message: write failed: tls: failed to verify certificate: x509: certificate signed by unknown authority (fix: the server's certificate is not signed by the CA in the URL's sslrootcert (or, without it, by one of the system's))",
+			[]string{"SCOOP_SOURCE_URL=" + s.PGURLWith("monolith", "127.0.0.1", pw, verify+s.OtherCAFile())}},
+		{"wrong password", at + ` (127.0.0.1): failed SASL auth: FATAL: password authentication failed for user "scoop" (SQLSTATE 28P01) (fix: the server refused the URL's user and password)`,
+			[]string{"SCOOP_SOURCE_URL=" + s.PGURLWith("monolith", "127.0.0.1", wrongPassword, verify+ca)}},
+		{"plaintext to the TLS-only port", at + ` (127.0.0.1): server error: FATAL: no pg_hba.conf entry for host "127.0.0.1", user "scoop", database "monolith", no encryption (SQLSTATE 28000) (fix: the server takes this user over TLS only: set sslmode=verify-full and sslrootcert in the URL)`,
+			[]string{"SCOOP_SOURCE_URL=" + s.PGURLWith("monolith", "127.0.0.1", pw, "sslmode=disable")}},
+		{"certificate for another host", at + " (localhost): failed to write startup message: write failed: tls: failed to verify certificate: x509: certificate is not valid for any names, but wanted to match localhost (fix: the server's certificate does not name the URL's host: connect by a name or address it holds (sslmode=verify-full checks it))",
+			[]string{"SCOOP_SOURCE_URL=" + s.PGURLWith("monolith", "localhost", pw, verify+ca)}},
+		{"TLS to a plaintext server", "connect to PostgreSQL: failed to connect to `user=postgres database=monolith`: 127.0.0.1:" + testenv.PGPort + " (127.0.0.1): tls error: server refused TLS connection (fix: the server does not offer TLS (ssl is off there) but the URL's sslmode asks for it)",
+			[]string{"SCOOP_SOURCE_URL=postgres://postgres:" + wrongPassword + "@127.0.0.1:" + testenv.PGPort + "/monolith?sslmode=require"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := (&e2e{env: append(append([]string{}, e.env...), tc.env...)}).cli(t, "mappings", "list")
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got  %v\nwant %s", err, tc.want)
+			}
+			noSecrets(t, s, "the refusal", out+err.Error())
+		})
+	}
+}
+
+// secureKafkaRefusals: scoop replay against the secure Kafka with one
+// setting wrong each time (and SASL PLAIN without TLS, refused before any
+// connection).
+func secureKafkaRefusals(t *testing.T, s *testenv.Secure) {
+	mono := s.Conn(t, "monolith")
+	table := testenv.Name("seck")
+	testenv.Exec(t, mono, fmt.Sprintf(`CREATE TABLE public.%s (id int PRIMARY KEY)`, schema.QuoteIdent(table)))
+	e := secureE2E(t, s, "mappings: []\n")
+	file := writeMappings(t, fmt.Sprintf("mappings:\n  - name: r\n    source: public.%s\n    store: accounts\n", table))
+	if _, err := e.cli(t, "mappings", "apply", "-f", file); err != nil {
+		t.Fatal(err)
+	}
+	b := s.Broker()
+	cases := []refusal{
+		{"wrong CA", "kafka: connect to " + b + ": failed to dial: tls: failed to verify certificate: x509: certificate signed by unknown authority (fix: the broker's certificate is not signed by the CA in SCOOP_KAFKA_CA_FILE (or, when that is empty, by one of the system's))",
+			[]string{"SCOOP_KAFKA_CA_FILE=" + s.OtherCAFile()}},
+		{"wrong password", "kafka: connect to " + b + ": could not successfully authenticate to " + b + " with SASL: [58] SASL Authentication Failed: SASL Authentication failed (fix: the broker refused SCOOP_KAFKA_USERNAME=scoop and SCOOP_KAFKA_PASSWORD for SCOOP_KAFKA_SASL_MECHANISM=scram-sha-512)",
+			[]string{"SCOOP_KAFKA_PASSWORD=" + wrongPassword}},
+		{"wrong PLAIN password", "kafka: connect to " + b + ": could not successfully authenticate to " + b + " with SASL: [58] SASL Authentication Failed: SASL Authentication failed (fix: the broker refused SCOOP_KAFKA_USERNAME=scoop and SCOOP_KAFKA_PASSWORD for SCOOP_KAFKA_SASL_MECHANISM=plain)",
+			[]string{"SCOOP_KAFKA_SASL_MECHANISM=plain", "SCOOP_KAFKA_PASSWORD=" + wrongPassword}},
+		{"mechanism the broker does not offer", "kafka: connect to " + b + ": could not successfully authenticate to " + b + " with SASL: SASL handshake failed: [33] Unsupported SASL Mechanism: the broker does not support the requested SASL mechanism (fix: the broker does not offer SCOOP_KAFKA_SASL_MECHANISM=scram-sha-256)",
+			[]string{"SCOOP_KAFKA_SASL_MECHANISM=scram-sha-256"}},
+		{"plaintext to the TLS port", "kafka: connect to " + b + ": could not successfully authenticate to " + b + " with SASL: SASL handshake failed: EOF (fix: the broker hung up: if its listener in SCOOP_KAFKA_BROKERS is SSL or SASL_SSL, set SCOOP_KAFKA_TLS=true)",
+			[]string{"SCOOP_KAFKA_TLS=false", "SCOOP_KAFKA_CA_FILE="}},
+		{"TLS to a plaintext broker", "kafka: connect to " + testenv.Broker() + ": failed to dial: EOF (fix: the broker hung up on the TLS handshake: its listener in SCOOP_KAFKA_BROKERS is probably plaintext (SCOOP_KAFKA_TLS=true asks for TLS))",
+			[]string{"SCOOP_KAFKA_BROKERS=" + testenv.Broker()}},
+		{"certificate for another host", "kafka: connect to localhost" + b[strings.LastIndex(b, ":"):] + ": failed to dial: tls: failed to verify certificate: x509: certificate is not valid for any names, but wanted to match localhost (fix: the broker's certificate does not name the host dialled: give in SCOOP_KAFKA_BROKERS a name or address the certificate holds)",
+			[]string{"SCOOP_KAFKA_BROKERS=localhost" + b[strings.LastIndex(b, ":"):]}},
+		{"PLAIN without TLS", "kafka: SCOOP_KAFKA_SASL_MECHANISM=plain without SCOOP_KAFKA_TLS=true would send SCOOP_KAFKA_PASSWORD in clear: set SCOOP_KAFKA_TLS=true (or SCOOP_KAFKA_ALLOW_PLAINTEXT_AUTH=true to accept that)",
+			[]string{"SCOOP_KAFKA_TLS=false", "SCOOP_KAFKA_CA_FILE=", "SCOOP_KAFKA_SASL_MECHANISM=plain"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := (&e2e{env: append(append([]string{}, e.env...), tc.env...)}).cli(t, "replay", "r", "--from-offset", "0", "--wait", "0")
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got  %v\nwant %s", err, tc.want)
+			}
+			noSecrets(t, s, "the refusal", out+err.Error())
+		})
+	}
+}
+
+// secureCassandraRefusals: a scoop whose Cassandra settings are wrong in
+// one way each pauses the mapping with an error naming the setting (the
+// store may come back, so it is retried, not fatal).
+func secureCassandraRefusals(t *testing.T, s *testenv.Secure) {
+	mono := s.Conn(t, "monolith")
+	table := testenv.Name("secc")
+	testenv.Exec(t, mono, fmt.Sprintf(`CREATE TABLE public.%s (id int PRIMARY KEY)`, schema.QuoteIdent(table)))
+	mappings := fmt.Sprintf("mappings:\n  - name: c\n    source: public.%s\n    store: orders\n", table)
+	cases := []refusal{
+		{"wrong CA", "mapping c: connect to Cassandra [127.0.0.1]: gocql: unable to create session: unable to discover protocol version: tls: failed to verify certificate: x509: certificate signed by unknown authority (fix: the node's certificate is not signed by the CA in SCOOP_CASSANDRA_CA_FILE (or, when that is empty, by one of the system's))",
+			[]string{"SCOOP_CASSANDRA_CA_FILE=" + s.OtherCAFile()}},
+		{"wrong password", "mapping c: connect to Cassandra [127.0.0.1]: gocql: unable to create session: unable to discover protocol version: Provided username scoop and/or password are incorrect (fix: the node refused SCOOP_CASSANDRA_USERNAME and SCOOP_CASSANDRA_PASSWORD)",
+			[]string{"SCOOP_CASSANDRA_PASSWORD=" + wrongPassword}},
+		{"plaintext to the TLS port", "mapping c: connect to Cassandra [127.0.0.1]: gocql: unable to create session: unable to discover protocol version: read tcp 127.0.0.1:{port}->127.0.0.1:" + s.CassandraAddr()[strings.LastIndex(s.CassandraAddr(), ":")+1:] + ": read: connection reset by peer (fix: the node hung up: if it requires client encryption, set SCOOP_CASSANDRA_TLS=true (and SCOOP_CASSANDRA_CA_FILE))",
+			[]string{"SCOOP_CASSANDRA_TLS=false", "SCOOP_CASSANDRA_CA_FILE="}},
+		{"TLS to a plaintext node", "mapping c: connect to Cassandra [127.0.0.1]: gocql: unable to create session: unable to discover protocol version: tls: first record does not look like a TLS handshake (fix: the node did not answer the TLS handshake: its native port is probably plaintext (SCOOP_CASSANDRA_TLS=true asks for TLS))",
+			[]string{"@store=cassandra://" + testenv.CassandraAddr()}},
+		{"certificate for another host", "mapping c: connect to Cassandra [localhost]: gocql: unable to create session: unable to discover protocol version: tls: failed to verify certificate: x509: certificate is not valid for any names, but wanted to match localhost (fix: the node's certificate does not name the host of the store's URL: connect by a name or address it holds)",
+			[]string{"@store=cassandra://localhost" + s.CassandraAddr()[strings.LastIndex(s.CassandraAddr(), ":"):]}},
+	}
+	procs := make([]*proc, len(cases))
+	for i, tc := range cases {
+		e := secureE2E(t, s, mappings)
+		env := e.env
+		for _, kv := range tc.env {
+			if v, ok := strings.CutPrefix(kv, "@store="); ok {
+				kv = "SCOOP_STORE_ORDERS_URL=" + v + "/" + e.keyspace
+			}
+			env = append(env, kv)
+		}
+		procs[i] = startProc(t, env)
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := procs[i]
+			// The whole error, exactly; {port} stands for the client's port.
+			want := regexp.MustCompile("^" + strings.ReplaceAll(regexp.QuoteMeta(tc.want), `\{port\}`, `\d+`) + "$")
+			errText := regexp.MustCompile(`msg="mapping paused; retrying" mapping=c store=orders error="((?:[^"\\]|\\.)*)"`)
+			waitFor(t, d, "the mapping paused naming the setting", 60*time.Second, func() (bool, string) {
+				var last string
+				for _, m := range errText.FindAllStringSubmatch(d.logs(), -1) {
+					last = strings.ReplaceAll(m[1], `\"`, `"`)
+					if want.MatchString(last) {
+						return true, ""
+					}
+				}
+				return false, fmt.Sprintf("got  %s\nwant %s", last, tc.want)
+			})
+			noSecrets(t, s, "the log", d.logs())
+		})
 	}
 }

@@ -1,9 +1,12 @@
 package kafka
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -16,13 +19,16 @@ import (
 
 // Security is how scoop reaches the brokers: TLS (1.2 or later, verified
 // against the system roots or CAFile; never InsecureSkipVerify) and SASL
-// (PLAIN or SCRAM-SHA-256/512). The zero value is plaintext.
+// (PLAIN or SCRAM-SHA-256/512). The zero value is plaintext. PLAIN sends
+// the password as it is, so it needs TLS unless AllowPlaintextAuth says
+// that is accepted.
 type Security struct {
-	TLS       bool
-	CAFile    string
-	Mechanism string // "", "plain", "scram-sha-256", "scram-sha-512"
-	Username  string
-	Password  string
+	TLS                bool
+	CAFile             string
+	Mechanism          string // "", "plain", "scram-sha-256", "scram-sha-512"
+	Username           string
+	Password           string
+	AllowPlaintextAuth bool
 }
 
 // tlsConfig builds the TLS configuration, or nil for plaintext.
@@ -58,6 +64,9 @@ func (s Security) mechanism() (sasl.Mechanism, error) {
 	}
 	switch m {
 	case "plain":
+		if !s.TLS && !s.AllowPlaintextAuth {
+			return nil, errors.New("kafka: SCOOP_KAFKA_SASL_MECHANISM=plain without SCOOP_KAFKA_TLS=true would send SCOOP_KAFKA_PASSWORD in clear: set SCOOP_KAFKA_TLS=true (or SCOOP_KAFKA_ALLOW_PLAINTEXT_AUTH=true to accept that)")
+		}
 		return plain.Mechanism{Username: s.Username, Password: s.Password}, nil
 	case "scram-sha-256":
 		return scram.Mechanism(scram.SHA256, s.Username, s.Password)
@@ -94,4 +103,68 @@ func (s Security) Dialer() (*kafkago.Dialer, error) {
 		return nil, err
 	}
 	return &kafkago.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: tlsCfg, SASLMechanism: mech}, nil
+}
+
+// Explain adds to an error of connecting to a broker the setting that most
+// likely caused it, so that it names what to fix; other errors are returned
+// as they are.
+func (s Security) Explain(err error) error {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var expired x509.CertificateInvalidError
+	var kerr kafkago.Error
+	var hint string
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &unknown):
+		hint = "the broker's certificate is not signed by the CA in SCOOP_KAFKA_CA_FILE (or, when that is empty, by one of the system's)"
+	case errors.As(err, &host):
+		hint = "the broker's certificate does not name the host dialled: give in SCOOP_KAFKA_BROKERS a name or address the certificate holds"
+	case errors.As(err, &expired):
+		hint = "the broker's certificate cannot be trusted (expired or not yet valid); SCOOP_KAFKA_CA_FILE cannot make it so"
+	case errors.As(err, &kerr) && kerr == kafkago.SASLAuthenticationFailed:
+		hint = fmt.Sprintf("the broker refused SCOOP_KAFKA_USERNAME=%s and SCOOP_KAFKA_PASSWORD for SCOOP_KAFKA_SASL_MECHANISM=%s", s.Username, s.Mechanism)
+	case errors.As(err, &kerr) && kerr == kafkago.UnsupportedSASLMechanism:
+		hint = fmt.Sprintf("the broker does not offer SCOOP_KAFKA_SASL_MECHANISM=%s", s.Mechanism)
+	case errors.As(err, &kerr) && kerr == kafkago.IllegalSASLState:
+		hint = "the listener does not take SASL: unset SCOOP_KAFKA_SASL_MECHANISM or use the broker's SASL listener"
+	case errors.Is(err, io.EOF) && s.TLS:
+		hint = "the broker hung up on the TLS handshake: its listener in SCOOP_KAFKA_BROKERS is probably plaintext (SCOOP_KAFKA_TLS=true asks for TLS)"
+	case errors.Is(err, io.EOF):
+		hint = "the broker hung up: if its listener in SCOOP_KAFKA_BROKERS is SSL or SASL_SSL, set SCOOP_KAFKA_TLS=true"
+	default:
+		return err
+	}
+	return fmt.Errorf("%w (fix: %s)", err, hint)
+}
+
+// CheckSecurity connects to the brokers once with the TLS and SASL settings
+// and returns the first error Explain recognises, naming the setting to
+// fix. Brokers that do not answer are not its business (the rest of scoop
+// retries them): it returns nil then.
+func CheckSecurity(ctx context.Context, brokers []string, s Security) error {
+	d, err := s.Dialer()
+	if err != nil {
+		return err
+	}
+	if d == nil {
+		d = &kafkago.Dialer{Timeout: 10 * time.Second, DualStack: true}
+	}
+	for _, b := range brokers {
+		c, err := d.DialContext(ctx, "tcp", b)
+		if err == nil {
+			// A request past the handshake: a plaintext client on a TLS
+			// listener, or one without SASL on a SASL listener, fails here.
+			_, err = c.Brokers()
+			c.Close()
+		}
+		if err == nil {
+			return nil
+		}
+		if explained := s.Explain(err); explained != err {
+			return fmt.Errorf("kafka: connect to %s: %w", b, explained)
+		}
+	}
+	return nil
 }

@@ -13,8 +13,16 @@ func TestSecurityTransport(t *testing.T) {
 	if err != nil || tr.TLS == nil || tr.TLS.MinVersion != tls.VersionTLS12 || tr.TLS.InsecureSkipVerify || tr.SASL == nil || tr.SASL.Name() != "SCRAM-SHA-256" {
 		t.Fatalf("tls+scram: %+v %v", tr, err)
 	}
-	d, err := Security{Mechanism: "plain", Username: "u", Password: "p"}.Dialer()
+	// PLAIN without TLS sends the password as it is: refused unless allowed.
+	_, err = Security{Mechanism: "plain", Username: "u", Password: "p"}.Dialer()
+	if err == nil || err.Error() != "kafka: SCOOP_KAFKA_SASL_MECHANISM=plain without SCOOP_KAFKA_TLS=true would send SCOOP_KAFKA_PASSWORD in clear: set SCOOP_KAFKA_TLS=true (or SCOOP_KAFKA_ALLOW_PLAINTEXT_AUTH=true to accept that)" {
+		t.Fatalf("plain without TLS: %v", err)
+	}
+	d, err := Security{Mechanism: "plain", Username: "u", Password: "p", AllowPlaintextAuth: true}.Dialer()
 	if err != nil || d.TLS != nil || d.SASLMechanism == nil || d.SASLMechanism.Name() != "PLAIN" {
-		t.Fatalf("plain dialer: %+v %v", d, err)
+		t.Fatalf("plain dialer, allowed: %+v %v", d, err)
+	}
+	if d, err := (Security{TLS: true, Mechanism: "plain", Username: "u", Password: "p"}).Dialer(); err != nil || d.TLS == nil {
+		t.Fatalf("plain over TLS: %+v %v", d, err)
 	}
 }

@@ -53,6 +53,10 @@ type Config struct {
 	// Stores maps a lower-case store name to its URL, from every
 	// SCOOP_STORE_<NAME>_URL variable.
 	Stores map[string]string `env:"-"`
+
+	// KafkaAllowPlaintextAuth accepts SASL PLAIN without TLS (the password
+	// then crosses the network as it is).
+	KafkaAllowPlaintextAuth bool `env:"SCOOP_KAFKA_ALLOW_PLAINTEXT_AUTH" envDefault:"false"`
 }
 
 // Validate checks every setting; each error names the variable and the fix.
@@ -156,5 +160,6 @@ func (c *Config) Logger() *slog.Logger {
 
 // KafkaSecurity is the TLS and SASL setting for Kafka.
 func (c *Config) KafkaSecurity() kafka.Security {
-	return kafka.Security{TLS: c.KafkaTLS, CAFile: c.KafkaCAFile, Mechanism: c.KafkaSASL, Username: c.KafkaUsername, Password: c.KafkaPassword}
+	return kafka.Security{TLS: c.KafkaTLS, CAFile: c.KafkaCAFile, Mechanism: c.KafkaSASL, Username: c.KafkaUsername, Password: c.KafkaPassword,
+		AllowPlaintextAuth: c.KafkaAllowPlaintextAuth}
 }

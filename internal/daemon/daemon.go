@@ -75,6 +75,11 @@ func Run(ctx context.Context, cfg *Config, version string) error {
 	if err != nil {
 		return err
 	}
+	// A wrong CA, password or mechanism stops scoop at once, naming the
+	// setting, instead of failing every retry the same way.
+	if err := kafka.CheckSecurity(ctx, cfg.KafkaBrokers, cfg.KafkaSecurity()); err != nil {
+		return err
+	}
 	if d.producer, err = kafka.NewProducer(kafka.Config{
 		Transport:         transport,
 		Brokers:           cfg.KafkaBrokers,

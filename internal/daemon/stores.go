@@ -57,9 +57,13 @@ var storeKinds = map[string]kind{
 			return nil
 		},
 		open: func(ctx context.Context, cfg *Config, s sinkSpec) (pipeline.Sink, error) {
-			return cassandra.NewSink(ctx, cassandra.SinkConfig{URL: s.url, Mapping: s.mapping, Target: s.target, Logger: s.log,
+			sink, err := cassandra.NewSink(ctx, cassandra.SinkConfig{URL: s.url, Mapping: s.mapping, Target: s.target, Logger: s.log,
 				MaxInFlight: cfg.CassandraInFlight, TLS: cfg.CassandraTLS, CAFile: cfg.CassandraCAFile,
 				Username: cfg.CassandraUsername, Password: cfg.CassandraPassword})
+			if err != nil {
+				return nil, cassandra.ExplainConnect(err, cfg.CassandraTLS)
+			}
+			return sink, nil
 		},
 	},
 }
