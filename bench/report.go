@@ -159,7 +159,7 @@ var methodNotes = []string{
 	"reverse: one live scoop process with a direction-both mapping into the service PostgreSQL database (forward source and sink, reverse source on a slot in the service database, reverse topic, reverse sink into the monolith under last-writer-wins). Bulk: one INSERT ... SELECT of the rows into the service table; rows/s from the first row present in the monolith to the last (count polled every 25 ms; wall: from the service commit). Raw: the same rows through psql -f, INSERT ... VALUES of 1,000 rows ... ON CONFLICT (id) DO UPDATE, into a monolith table of the same columns, after scoop stopped. Stream: single-row service transactions at a fixed rate; per row, applied_at (DEFAULT clock_timestamp() on the monolith table, a column the mapping excludes: the reverse sink's insert) minus the service commit time (pg_xact_commit_timestamp(xmin)); same server, same clock.",
 	"snapshot: a pre-filled table; COPY table TO STDOUT (after one warm-up read) versus scoop on a fresh slot with the sink parked, until the topic holds every row.",
 	"peak RSS: VmHWM of each measured scoop process (one process per phase), read just before SIGTERM.",
-	"verify: a table of (id bigint PRIMARY KEY, amount numeric(12,2), note text, at timestamptz), filled in the monolith and copied into the service database (COPY) and into a Cassandra table of scoop's CQL types; a clean verify (verify.Run, what `scoop verify NAME` runs, without a pipeline to settle: a clean pair has no suspects) in the bench process, its rows / the report's seconds (connections and planning included), must find the pair equal with every row. Raw: the faster of two reads of the whole table, COPY table TO STDOUT of the monolith table (PostgreSQL target), SELECT of every column over the full token range in pages of 5,000 (Cassandra). Memory: the Go heap in use, sampled every 25 ms during the verify, its peak in each half of the run (flat: the second half's peak within 1.5x or 2 MB of the first's; judged with 8 samples a half or more), and the bench process's VmHWM reset just before the verify (/proc/self/clear_refs) next to its resident set then.",
+	"verify: a table of (id bigint PRIMARY KEY, amount numeric(12,2), note text, at timestamptz), filled in the monolith and copied into the service database (COPY) and into a Cassandra table of scoop's CQL types; a clean verify (verify.Run, what `scoop verify NAME` runs, without a pipeline to settle: a clean pair has no suspects) in the bench process, its rows / the report's seconds (connections and planning included), must find the pair equal with every row. Raw: the faster of two reads of the whole table, COPY table TO STDOUT of the monolith table (PostgreSQL target), SELECT of every column over the full token range in pages of 5,000 (Cassandra). Memory: the Go heap in use, sampled every 25 ms during the verify, and its peak; the live heap (/gc/heap/live:bytes, what the last GC kept) at its peak in each half of the run (flat: the second half's peak within 1.5x or 2 MB of the first's; judged with 8 samples a half or more), and the bench process's VmHWM reset just before the verify (/proc/self/clear_refs) next to its resident set then.",
 }
 
 func f64(v float64) *float64 { return &v }
@@ -263,8 +263,8 @@ func (b *bench) summarize() {
 		if r.VerifyPeakHeapMB == nil || sc.PeakHeapMB > *r.VerifyPeakHeapMB {
 			r.VerifyPeakHeapMB = f64(sc.PeakHeapMB)
 		}
-		if sc.Flat != nil && sc.HeapFirstHalfMB > 0 {
-			if v := sc.HeapSecondHalfMB / sc.HeapFirstHalfMB; flatRatio == nil || v > *flatRatio {
+		if sc.Flat != nil && sc.LiveFirstHalfMB > 0 {
+			if v := sc.LiveSecondHalfMB / sc.LiveFirstHalfMB; flatRatio == nil || v > *flatRatio {
 				flatRatio = f64(v)
 			}
 			flatMet = flatMet && *sc.Flat
@@ -286,7 +286,7 @@ func (b *bench) summarize() {
 	if b.cfg.verify {
 		add("verify_pg_ratio", r.VerifyPGRatio, ">= 0.50 of COPY TO", func(v float64) bool { return v >= 0.5 })
 		add("verify_cassandra_ratio", r.VerifyCassandraRatio, ">= 0.50 of a full scan", func(v float64) bool { return v >= 0.5 })
-		add("verify_memory_flat", flatRatio, "flat: peak heap of the verify's second half over its first half <= 1.5x (or within 2 MB)", func(float64) bool { return flatMet })
+		add("verify_memory_flat", flatRatio, "flat: peak live heap of the verify's second half over its first half <= 1.5x (or within 2 MB)", func(float64) bool { return flatMet })
 	}
 	add("schemas_cpu_ratio", b.schemasCPURatio(), "<= 1.5x the plain insert's scoop CPU per change (PostgreSQL sink phase)", func(v float64) bool { return v <= 1.5 })
 	if r.Errors == nil {
@@ -436,7 +436,7 @@ func (b *bench) markdown() string {
 		p("| scoop CPU per change into PostgreSQL, schemas / plain | %.2fx | | | ≤ 1.5x | %s |", *v, yesNo(tgt["schemas_cpu_ratio"]))
 	}
 	if t, ok := tgt["verify_memory_flat"]; ok && !t.Absent {
-		p("| verify memory: peak heap, second half of the run / first half (max over targets) | %.2fx | | | flat (≤ 1.5x or 2 MB) | %s |", t.Value, yesNo(t))
+		p("| verify memory: peak live heap, second half of the run / first half (max over targets) | %.2fx | | | flat (≤ 1.5x or 2 MB) | %s |", t.Value, yesNo(t))
 	}
 	if r.PeakRSSMB != nil {
 		p("| peak RSS, max over phases | %.1f MB | | | < 128 MB | %s |", *r.PeakRSSMB, yesNo(tgt["peak_rss_mb"]))
@@ -497,9 +497,9 @@ func (b *bench) markdown() string {
 	if vr := r.Verify; vr != nil {
 		p("## verify: a clean comparison")
 		p("")
-		p("A clean `scoop verify` (verify.Run in the bench process) of a %s-row table per store kind, next to the raw read of that table (the faster of two). Heap: Go heap in use, sampled every 25 ms, before the run (after a GC), its peak, and its peak in each half of the run; RSS: the bench process's VmHWM, reset before the run, next to its resident set then.", commas(int64(vr.Rows)))
+		p("A clean `scoop verify` (verify.Run in the bench process) of a %s-row table per store kind, next to the raw read of that table (the faster of two). Heap: Go heap in use, sampled every 25 ms, before the run (after a GC) and its peak; the live heap (what the last GC kept) at its peak in each half of the run, which shows whether memory grows with the rows compared; RSS: the bench process's VmHWM, reset before the run, next to its resident set then.", commas(int64(vr.Rows)))
 		p("")
-		p("| target | rows | verify s | verify rows/s | raw read | raw rows/s | ratio | heap base / peak MB | peak heap 1st / 2nd half MB | memory | RSS base / peak MB |")
+		p("| target | rows | verify s | verify rows/s | raw read | raw rows/s | ratio | heap in use base / peak MB | peak live heap 1st / 2nd half MB | memory | RSS base / peak MB |")
 		p("|---|---|---|---|---|---|---|---|---|---|---|")
 		for _, vs := range vr.Stores {
 			raw, rawRate := "failed", "–"
@@ -508,7 +508,7 @@ func (b *bench) markdown() string {
 			}
 			if sc := vs.Scoop; sc != nil {
 				p("| %s | %s | %.2f | %s | %s | %s | %s | %.1f / %.1f | %.1f / %.1f | %s | %.1f / %.1f |", vs.Store, commas(sc.Rows), sc.Seconds, num(sc.PerSec), raw, rawRate, pct(vs.Ratio),
-					sc.BaseHeapMB, sc.PeakHeapMB, sc.HeapFirstHalfMB, sc.HeapSecondHalfMB, flatStr(sc.Flat), sc.BaseRSSMB, sc.PeakRSSMB)
+					sc.BaseHeapMB, sc.PeakHeapMB, sc.LiveFirstHalfMB, sc.LiveSecondHalfMB, flatStr(sc.Flat), sc.BaseRSSMB, sc.PeakRSSMB)
 			} else {
 				p("| %s | – | – | failed | %s | %s | – | | | | |", vs.Store, raw, rawRate)
 			}

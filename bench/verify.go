@@ -109,8 +109,8 @@ func (b *bench) measureVerify(ctx context.Context, vs *verifyStore, cfg verify.C
 	if res.Flat != nil {
 		flat = map[bool]string{true: "flat", false: "NOT flat"}[*res.Flat]
 	}
-	logf("verify: %s: %d rows in %.2fs: %.0f rows/s; %s; peak heap %.1f MB (halves %.1f / %.1f MB, %s), peak RSS %.1f MB over a base of %.1f MB",
-		vs.Store, res.Rows, res.Seconds, res.PerSec, raw, res.PeakHeapMB, res.HeapFirstHalfMB, res.HeapSecondHalfMB, flat, res.PeakRSSMB, res.BaseRSSMB)
+	logf("verify: %s: %d rows in %.2fs: %.0f rows/s; %s; peak heap in use %.1f MB (live heap's peak per half %.1f / %.1f MB: %s), peak RSS %.1f MB over a base of %.1f MB",
+		vs.Store, res.Rows, res.Seconds, res.PerSec, raw, res.PeakHeapMB, res.LiveFirstHalfMB, res.LiveSecondHalfMB, flat, res.PeakRSSMB, res.BaseRSSMB)
 }
 
 // fasterOf reads twice (the first read warms the caches as the verify's

@@ -5,11 +5,12 @@ import (
 	"time"
 )
 
-// heapRun is n samples 25 ms apart from start, the heap of each from mb.
+// heapRun is n samples 25 ms apart from start, the live heap of each from
+// mb (in use: twice that).
 func heapRun(start time.Time, n int, mb func(i int) float64) []sample {
 	out := make([]sample, n)
 	for i := range out {
-		out[i] = sample{at: start.Add(time.Duration(i) * SampleEvery), heap: uint64(mb(i) * (1 << 20))}
+		out[i] = sample{at: start.Add(time.Duration(i) * SampleEvery), heap: 2 * uint64(mb(i)*(1<<20)), live: uint64(mb(i) * (1 << 20))}
 	}
 	return out
 }
@@ -23,7 +24,7 @@ func TestJudgeFlat(t *testing.T) {
 		mb   func(i int) float64
 		want string // flat, growing, unjudged
 	}{
-		// The collector's sawtooth around a steady live heap.
+		// The live heap moving around a steady value.
 		{"sawtooth", 40, func(i int) float64 { return 8 + float64(i%5) }, "flat"},
 		// A few MB of noise on a small heap.
 		{"small noise", 40, func(i int) float64 { return 3 + float64(i/20)*1.5 }, "flat"},
@@ -39,7 +40,7 @@ func TestJudgeFlat(t *testing.T) {
 			got = map[bool]string{true: "flat", false: "growing"}[*res.Flat]
 		}
 		if got != c.want {
-			t.Errorf("%s: %s, want %s (halves %.1f / %.1f MB, %d samples)", c.name, got, c.want, res.HeapFirstHalfMB, res.HeapSecondHalfMB, res.Samples)
+			t.Errorf("%s: %s, want %s (halves %.1f / %.1f MB, %d samples)", c.name, got, c.want, res.LiveFirstHalfMB, res.LiveSecondHalfMB, res.Samples)
 		}
 	}
 }
