@@ -198,9 +198,9 @@ func TestReadinessNamesUnreachableStore(t *testing.T) {
 		`(?m)^  server [0-9A-F]+/[0-9A-F]+  received [0-9A-F]+/[0-9A-F]+  confirmed [0-9A-F]+/[0-9A-F]+  restart [0-9A-F]+/[0-9A-F]+$`,
 		`(?m)^  retained WAL \d+\.\d MB  wal_status (reserved|extended)  walsender active  source lag \d+\.\ds$`,
 		`(?m)^ready$`,
-		`(?m)^MAPPING +STATE +LAG +PENDING +APPLIED +DEAD LETTERS +STORE +SOURCE +REASON$`,
-		`(?m)^ok +streaming +\d+\.\ds +\d+ +10 +0 +accounts +public\.` + ok + ` *$`,
-		`(?m)^flaky +streaming +\d+\.\ds +\d+ +10 +0 +flaky +public\.` + flaky + ` *$`,
+		`(?m)^MAPPING +STATE +LAG +PENDING +RATE +APPLIED +DEAD LETTERS +OWNER +STORE +SOURCE +REASON$`,
+		`(?m)^ok +streaming +\d+\.\ds +\d+ +\d+\.\d/s +10 +0 +\? +accounts +public\.` + ok + ` *$`,
+		`(?m)^flaky +streaming +\d+\.\ds +\d+ +\d+\.\d/s +10 +0 +\? +flaky +public\.` + flaky + ` *$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(table) {
 			t.Errorf("scoop status lacks %s:\n%s", re, table)
@@ -248,8 +248,8 @@ func TestReadinessNamesUnreachableStore(t *testing.T) {
 		`(?m)^NOT READY:$`,
 		`(?m)^  - ` + regexp.QuoteMeta(want) + `$`,
 		`(?m)^  - mapping flaky paused: store flaky: .+$`,
-		`(?m)^ok +streaming +\d+\.\ds +\d+ +21 +0 +accounts `,
-		`(?m)^flaky +paused +\d+\.\ds +\d+ +10 +0 +flaky +public\.` + flaky + ` +\S.*$`,
+		`(?m)^ok +streaming +\d+\.\ds +\d+ +\d+\.\d/s +21 +0 +\? +accounts `,
+		`(?m)^flaky +paused +\d+\.\ds +\d+ +\d+\.\d/s +10 +0 +\? +flaky +public\.` + flaky + ` +\S.*$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(table) {
 			t.Errorf("scoop status with flaky down lacks %s:\n%s", re, table)
@@ -262,6 +262,14 @@ func TestReadinessNamesUnreachableStore(t *testing.T) {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("metrics lack %q", m)
 		}
+	}
+	// The failed attempts on the missing store count as store_unavailable
+	// errors of its mapping only.
+	if v := metricValue(metrics, `scoop_sink_errors_total{kind="store_unavailable",mapping="flaky"}`); v < 1 {
+		t.Errorf(`scoop_sink_errors_total{kind="store_unavailable",mapping="flaky"} = %v, want at least 1`, v)
+	}
+	if v := metricValue(metrics, `scoop_sink_errors_total{kind="store_unavailable",mapping="ok"}`); v != 0 {
+		t.Errorf(`scoop_sink_errors_total{kind="store_unavailable",mapping="ok"} = %v, want 0`, v)
 	}
 	checkAlertRules(t, metrics)
 	checkDashboard(t, metrics)

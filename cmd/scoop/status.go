@@ -140,14 +140,23 @@ type statusDoc struct {
 	Mappings map[string]struct {
 		Source      string  `json:"source"`
 		Store       string  `json:"store"`
+		Flow        string  `json:"flow"`    // "reverse" for <mapping>:reverse
+		Mapping     string  `json:"mapping"` // of a reverse flow
 		State       string  `json:"state"`
 		Reason      string  `json:"reason"`
 		LagSeconds  float64 `json:"lag_seconds"`
 		LagEvents   int64   `json:"lag_events"`
+		Throughput  float64 `json:"throughput"`
 		Applied     uint64  `json:"applied"`
 		DeadLetters uint64  `json:"dead_letters"`
 		Owner       string  `json:"owner"`
 		FlippedAt   string  `json:"flipped_at"`
+		Snapshot    *struct {
+			Rows       int64    `json:"rows"`
+			Estimated  int64    `json:"estimated_rows"`
+			Percent    *float64 `json:"percent"`
+			ETASeconds *float64 `json:"eta_seconds"`
+		} `json:"snapshot"`
 	} `json:"mappings"`
 }
 
@@ -197,16 +206,37 @@ func printStatus(w io.Writer, doc *statusDoc) error {
 	}
 	sort.Strings(names)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAPPING\tSTATE\tLAG\tPENDING\tAPPLIED\tDEAD LETTERS\tSTORE\tSOURCE\tREASON")
+	fmt.Fprintln(tw, "MAPPING\tSTATE\tLAG\tPENDING\tRATE\tAPPLIED\tDEAD LETTERS\tOWNER\tSTORE\tSOURCE\tREASON")
 	for _, n := range names {
 		m := doc.Mappings[n]
 		pending := "?"
 		if m.LagEvents >= 0 {
 			pending = fmt.Sprint(m.LagEvents)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%s\t%d\t%d\t%s\t%s\t%s\n", n, m.State, m.LagSeconds, pending, m.Applied, m.DeadLetters, m.Store, m.Source, oneLine(m.Reason, 160))
+		state := m.State
+		if s := m.Snapshot; s != nil && m.State == "snapshotting" {
+			state += " " + snapshotProgress(s.Rows, s.Estimated, s.Percent, s.ETASeconds)
+		}
+		owner := m.Owner
+		if owner == "" {
+			owner = "?"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%s\t%.1f/s\t%d\t%d\t%s\t%s\t%s\t%s\n", n, state, m.LagSeconds, pending, m.Throughput, m.Applied, m.DeadLetters, owner, m.Store, m.Source, oneLine(m.Reason, 160))
 	}
 	return tw.Flush()
+}
+
+// snapshotProgress is "45% ETA 1m20s", or "12000 rows" when the table's
+// size is unknown (never analysed).
+func snapshotProgress(rows, estimated int64, percent, eta *float64) string {
+	if percent == nil {
+		return fmt.Sprintf("%d rows (size unknown)", rows)
+	}
+	out := fmt.Sprintf("%.0f%% of ~%d rows", *percent, estimated)
+	if eta != nil {
+		out += " ETA " + (time.Duration(*eta) * time.Second).String()
+	}
+	return out
 }
 
 // oneLine keeps a reason on its table line.
@@ -261,6 +291,10 @@ func withOwners(ctx context.Context, sourceURL, slot string, body []byte) ([]byt
 		if !ok {
 			continue
 		}
+		// A reverse flow's owner is its mapping's.
+		if base, ok := m["mapping"].(string); ok && m["flow"] == "reverse" {
+			name = base
+		}
 		m["owner"] = ownerOf(owners, name)
 		if o, ok := owners[name]; ok {
 			m["flipped_at"] = o.ChangedAt.UTC().Format(time.RFC3339)
@@ -282,7 +316,7 @@ func printOwners(w io.Writer, doc *statusDoc, note string) {
 	}
 	names := make([]string, 0, len(doc.Mappings))
 	for n, m := range doc.Mappings {
-		if m.Owner == postgres.OwnerService {
+		if m.Owner == postgres.OwnerService && m.Flow != "reverse" {
 			names = append(names, n)
 		}
 	}

@@ -180,6 +180,12 @@ func (s *Source) incrementalSnapshot(ctx context.Context, tables []*schema.Table
 }
 
 func (s *Source) incrementalTable(ctx context.Context, pc *pgconn.PgConn, t *schema.Table) (int64, error) {
+	var estimate int64
+	if r := pc.ExecParams(ctx, estimateRowsSQL, [][]byte{[]byte(fmt.Sprint(t.OID))}, nil, nil, nil).Read(); r.Err == nil && len(r.Rows) > 0 {
+		fmt.Sscan(string(r.Rows[0][0]), &estimate)
+	}
+	tn := TableName{Schema: t.Schema, Name: t.Name}
+	s.stats.Snapshots.Start(tn, estimate, time.Now())
 	q := newChunkQuery(t, s.cfg.SnapshotChunkRows)
 	var last [][]byte
 	var total int64
@@ -210,11 +216,13 @@ func (s *Source) incrementalTable(ctx context.Context, pc *pgconn.PgConn, t *sch
 			return total, ctx.Err()
 		}
 		total += int64(len(rows))
+		s.stats.Snapshots.Add(tn, int64(len(rows)))
 		if time.Since(lastLog) > 5*time.Second {
 			s.log.Info("incremental snapshot progress", "table", t.QualifiedName(), "rows", total)
 			lastLog = time.Now()
 		}
 		if next == nil {
+			s.stats.Snapshots.Finish(tn)
 			return total, nil
 		}
 		last = next

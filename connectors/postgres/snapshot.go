@@ -70,9 +70,11 @@ func (s *Source) snapshotTable(ctx context.Context, pc *pgconn.PgConn, enc *sche
 	name := t.QualifiedName()
 	topic := s.cfg.Topic(t.Schema, t.Name)
 	var estimate int64
-	if r := pc.ExecParams(ctx, `SELECT reltuples::int8 FROM pg_class WHERE oid = $1`, [][]byte{[]byte(fmt.Sprint(t.OID))}, nil, nil, nil).Read(); r.Err == nil && len(r.Rows) > 0 {
+	if r := pc.ExecParams(ctx, estimateRowsSQL, [][]byte{[]byte(fmt.Sprint(t.OID))}, nil, nil, nil).Read(); r.Err == nil && len(r.Rows) > 0 {
 		fmt.Sscan(string(r.Rows[0][0]), &estimate)
 	}
+	tn := TableName{Schema: t.Schema, Name: t.Name}
+	s.stats.Snapshots.Start(tn, estimate, time.Now())
 	q := newChunkQuery(t, s.cfg.SnapshotChunkRows)
 	var last [][]byte
 	var rows int64
@@ -92,6 +94,7 @@ func (s *Source) snapshotTable(ctx context.Context, pc *pgconn.PgConn, enc *sche
 		}
 		rows += int64(n)
 		s.stats.SnapshotRows.Add(uint64(n))
+		s.stats.Snapshots.Add(tn, int64(n))
 		if time.Since(lastLog) > 5*time.Second {
 			s.log.Info("snapshot progress", "table", name, "rows", rows, "estimated_total", estimate)
 			lastLog = time.Now()
@@ -101,6 +104,7 @@ func (s *Source) snapshotTable(ctx context.Context, pc *pgconn.PgConn, enc *sche
 		}
 		last = next
 	}
+	s.stats.Snapshots.Finish(tn)
 	s.log.Info("snapshot of table complete", "table", name, "rows", rows)
 	return nil
 }

@@ -110,6 +110,7 @@ type SourceStats struct {
 	Leading      atomic.Bool
 	Events       atomic.Uint64
 	SnapshotRows atomic.Uint64
+	Snapshots    SnapshotProgress
 	ReceivedLSN  atomic.Uint64
 	LastCommit   atomic.Int64 // unix ms of the last commit seen
 	RetainedWAL  atomic.Int64 // bytes of WAL the slot holds back (checked at each heartbeat)

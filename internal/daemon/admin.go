@@ -32,6 +32,7 @@ type admin struct {
 
 	mu       sync.Mutex
 	mappings map[string]*kafka.ConsumerStats
+	metrics  map[string]*sinkMetrics // by flow name, as mappings
 	active   []registry.Mapping
 }
 
@@ -52,6 +53,9 @@ func (a *admin) mappingStats(name string) *kafka.ConsumerStats {
 	st := &kafka.ConsumerStats{}
 	a.mappings[name] = st
 	labels := prometheus.Labels{"mapping": name}
+	sm, collectors := newSinkMetrics(name, st)
+	a.metrics[name] = sm
+	a.registry.MustRegister(collectors...)
 	a.registry.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scoop_sink_applied_total", Help: "Changes applied to the store.", ConstLabels: labels},
 			func() float64 { return float64(st.Applied.Load()) }),
@@ -83,12 +87,21 @@ func (a *admin) mappingStats(name string) *kafka.ConsumerStats {
 	return st
 }
 
+// sinkMetrics returns the latency and error metrics of one flow's sink,
+// registering its metrics the first time the name is seen.
+func (a *admin) sinkMetrics(name string) *sinkMetrics {
+	a.mappingStats(name)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.metrics[name]
+}
+
 func newAdmin(cfg *Config, st *postgres.SourceStats, acked func() uint64) (*admin, error) {
 	l, err := listen(cfg.AdminAddr)
 	if err != nil {
 		return nil, err
 	}
-	a := &admin{cfg: cfg, stats: st, acked: acked, listener: l, registry: prometheus.NewRegistry(), mappings: map[string]*kafka.ConsumerStats{}}
+	a := &admin{cfg: cfg, stats: st, acked: acked, listener: l, registry: prometheus.NewRegistry(), mappings: map[string]*kafka.ConsumerStats{}, metrics: map[string]*sinkMetrics{}}
 	if a.mon, err = newMonitor(cfg, st, a.watched); err != nil {
 		l.Close()
 		return nil, err
@@ -175,23 +188,25 @@ func (a *admin) auth(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// mappingStatus is one entry per running flow: each mapping's, and the
+// reverse flow of a direction-both mapping as <mapping>:reverse (its source
+// is <store>:<service table>, its store the monolith).
 func (a *admin) mappingStatus() map[string]any {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	out := map[string]any{}
-	for _, m := range a.active {
-		st := a.mappings[m.Name]
-		if st == nil {
-			continue
-		}
-		ms := map[string]any{"source": m.Source, "store": m.Store, "generation": m.Generation,
+	for _, w := range a.watched() {
+		st := w.stats
+		ms := map[string]any{"source": w.from(), "store": w.target(), "generation": w.Generation,
 			"applied": st.Applied.Load(), "dead_letters": st.DeadLetters.Load(), "retries": st.Retries.Load(), "paused": st.Paused.Load(),
 			"schema_mismatch": st.SchemaMismatch.Load(), "schema_changes": st.SchemaChanges.Load()}
+		if w.reverse {
+			ms["flow"] = "reverse"
+			ms["mapping"] = w.Name
+		}
 		if e := st.LastError.Load(); e != nil {
 			ms["last_error"] = *e
 		}
-		a.mon.addMappingStatus(ms, watched{Mapping: m, stats: st})
-		out[m.Name] = ms
+		a.mon.addMappingStatus(ms, w)
+		out[w.name()] = ms
 	}
 	return out
 }

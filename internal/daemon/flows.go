@@ -77,7 +77,7 @@ func (d *daemon) flows(version int64, mappings, usable []registry.Mapping) []flo
 			name: "mapping " + m.Name,
 			run: func(ctx context.Context) error {
 				d.log.Info("mapping started", "mapping", m.Name, "generation", m.Generation, "source", m.Source, "store", m.Store)
-				return runMapping(ctx, d.cfg, &m, d.producer, stats, d.log)
+				return runMapping(ctx, d.cfg, &m, d.producer, stats, d.admin.sinkMetrics(m.Name), d.log)
 			},
 		})
 	}

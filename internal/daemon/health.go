@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/scoop-cdc/scoop/pipeline"
 )
 
 // healthz answers 200 while the daemon's loops tick (a liveness probe: a
@@ -43,6 +45,12 @@ func (a *admin) watched() []watched {
 	for _, m := range a.active {
 		if st := a.mappings[m.Name]; st != nil {
 			out = append(out, watched{Mapping: m, stats: st})
+		}
+		if m.Direction != pipeline.DirectionBoth {
+			continue
+		}
+		if st := a.mappings[m.Name+reverseSuffix]; st != nil {
+			out = append(out, watched{Mapping: m, stats: st, reverse: true})
 		}
 	}
 	return out
@@ -94,18 +102,31 @@ func (m *monitor) lagEvents(name string) int64 {
 // addMappingStatus adds the monitor's view of one mapping to its /status
 // entry: state, its reason, lag in seconds and in events.
 func (m *monitor) addMappingStatus(ms map[string]any, w watched) {
+	name := w.name()
 	m.mu.Lock()
-	v, ok := m.result.mappings[w.Name]
+	v, ok := m.result.mappings[name]
 	m.mu.Unlock()
 	if !ok {
 		v = mappingView{State: "starting", LagEvents: -1}
 	}
+	now := time.Now()
 	ms["state"] = v.State
 	if v.Reason != "" && v.State != "streaming" && v.State != "snapshotting" {
 		ms["reason"] = v.Reason
 	}
 	ms["lag_events"] = v.LagEvents
-	ms["lag_seconds"] = round(m.mappingLag(w.Name, w.stats, v.LagEvents, time.Now()))
+	ms["lag_seconds"] = round(m.mappingLag(name, w.stats, v.LagEvents, now))
+	ms["throughput"] = round(m.rates.rate(name))
+	if p := v.Snapshot; p != nil {
+		snap := map[string]any{"rows": p.Rows, "estimated_rows": p.Estimate}
+		if f := p.Fraction(); f >= 0 {
+			snap["percent"] = math.Floor(f * 100)
+		}
+		if eta := p.ETA(now); eta >= 0 {
+			snap["eta_seconds"] = math.Ceil(eta.Seconds())
+		}
+		ms["snapshot"] = snap
+	}
 }
 
 func round(f float64) float64 { return math.Round(f*10) / 10 }

@@ -17,7 +17,7 @@ import (
 // runMapping consumes one mapping's topic into its store until ctx ends. A
 // store that is down (at start or later) pauses the mapping and is retried
 // with backoff; other mappings keep flowing.
-func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafka.Producer, stats *kafka.ConsumerStats, log *slog.Logger) error {
+func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafka.Producer, stats *kafka.ConsumerStats, sm *sinkMetrics, log *slog.Logger) error {
 	log = log.With("mapping", m.Name, "store", m.Store)
 	schemaName, table := m.SourceTable()
 	storeURL := cfg.Stores[strings.ToLower(m.Store)]
@@ -82,7 +82,7 @@ func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafk
 				Dialer: dialer, Barriers: barriers, SkipOrigin: skip,
 				Brokers: cfg.KafkaBrokers, GroupID: group, Topic: topic, Mapping: &m.Mapping,
 				DeadLetters: dlq, DLQTopic: cfg.TopicPrefix + ".dlq", Logger: log, MaxBatch: cfg.SinkBatch, MaxBatchBytes: cfg.SinkBatchMB << 20,
-			}, sink, stats)
+			}, measured{Sink: sink, m: sm}, stats)
 		}()
 		if ctx.Err() != nil {
 			return nil
@@ -97,7 +97,11 @@ func runMapping(ctx context.Context, cfg *Config, m *registry.Mapping, dlq *kafk
 		}
 		msg := err.Error()
 		stats.LastError.Store(&msg)
-		stats.SchemaMismatch.Store(errors.Is(err, pipeline.ErrSchemaMismatch))
+		mismatch := errors.Is(err, pipeline.ErrSchemaMismatch)
+		if mismatch && !stats.SchemaMismatch.Load() {
+			sm.schemaMismatch.Add(1)
+		}
+		stats.SchemaMismatch.Store(mismatch)
 		stats.Paused.Store(true)
 		wait := backoff.Next()
 		log.Error("mapping paused; retrying", "error", err, "backoff", wait)

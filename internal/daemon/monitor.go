@@ -17,6 +17,7 @@ import (
 	"github.com/scoop-cdc/scoop/connectors/kafka"
 	"github.com/scoop-cdc/scoop/connectors/postgres"
 	"github.com/scoop-cdc/scoop/internal/registry"
+	"github.com/scoop-cdc/scoop/pipeline"
 )
 
 // The monitor looks at the pipeline from outside on its own timer
@@ -26,10 +27,54 @@ import (
 // gauges that go with them. /healthz asks whether the daemon's loops
 // (reconcile and monitor) still tick.
 
-// watched is one running mapping with its counters.
+// watched is one running flow of a mapping with its counters: its forward
+// flow (topic into store) or, for direction both, its reverse flow (the
+// reverse topic into the monolith, named <mapping>:reverse).
 type watched struct {
 	registry.Mapping
-	stats *kafka.ConsumerStats
+	stats   *kafka.ConsumerStats
+	reverse bool
+}
+
+// name is the flow's name in status and metrics.
+func (w watched) name() string {
+	if w.reverse {
+		return w.Name + reverseSuffix
+	}
+	return w.Name
+}
+
+const reverseSuffix = ":reverse"
+
+// group and topic are what the flow consumes.
+func (w watched) group(prefix string) string {
+	if w.reverse {
+		return w.GroupID(prefix) + ".reverse"
+	}
+	return w.GroupID(prefix)
+}
+
+func (w watched) topic(prefix string) string {
+	if w.reverse {
+		return pipeline.ReverseTopic(prefix, &w.Mapping.Mapping)
+	}
+	return w.TopicName(prefix)
+}
+
+// target is where the flow writes: the mapping's store, or the monolith.
+func (w watched) target() string {
+	if w.reverse {
+		return "monolith"
+	}
+	return w.Store
+}
+
+// from is what the flow reads: the monolith table, or the service's.
+func (w watched) from() string {
+	if w.reverse {
+		return w.Store + ":" + w.TargetTable()
+	}
+	return w.Source
 }
 
 // progress remembers when a position last moved while work was pending.
@@ -53,6 +98,9 @@ type mappingView struct {
 	State     string // streaming, snapshotting, paused, failing, stalled
 	Reason    string
 	LagEvents int64 // -1: unknown
+	// Snapshot is the table's snapshot progress while snapshotting, when
+	// this instance's source reads it (nil on a standby).
+	Snapshot *postgres.TableProgress
 }
 
 // observation is what one round of the monitor saw; assess turns it into
@@ -65,6 +113,7 @@ type observation struct {
 	// snapshotRows counts rows read by snapshots: a long snapshot is
 	// progress too, while the slot's position waits for it.
 	snapshotRows uint64
+	snapshots    map[postgres.TableName]postgres.TableProgress
 	kafkaErr     error
 	storeErrs    map[string]error // by store name, only failing ones
 	mappings     []watched
@@ -131,39 +180,44 @@ func assess(o observation, src *progress, sinks map[string]*progress) assessment
 	}
 	seen := map[string]bool{}
 	for _, m := range o.mappings {
-		seen[m.Name] = true
+		name := m.name()
+		seen[name] = true
 		v := mappingView{State: "streaming", LagEvents: -1}
-		if n, ok := o.lag[m.Name]; ok {
+		if n, ok := o.lag[name]; ok {
 			v.LagEvents = n
 		}
 		if e := m.stats.LastError.Load(); e != nil {
 			v.Reason = *e
 		}
-		p := sinks[m.Name]
+		p := sinks[name]
 		if p == nil {
 			p = &progress{}
-			sinks[m.Name] = p
+			sinks[name] = p
 		}
 		still := p.update(m.stats.Applied.Load(), v.LagEvents > 0, o.now)
 		schemaName, table := m.SourceTable()
+		tn := postgres.TableName{Schema: schemaName, Name: table}
 		switch {
 		case m.stats.SchemaMismatch.Load():
 			v.State = "failing"
-			bad("mapping %s failing: %s", m.Name, v.Reason)
+			bad("mapping %s failing: %s", name, v.Reason)
 		case m.stats.Paused.Load():
 			v.State = "paused"
 			if v.Reason == "" {
-				v.Reason = "store " + m.Store + " failing"
+				v.Reason = "store " + m.target() + " failing"
 			}
-			bad("mapping %s paused: store %s: %s", m.Name, m.Store, v.Reason)
+			bad("mapping %s paused: store %s: %s", name, m.target(), v.Reason)
 		case still > o.stall:
 			v.State = "stalled"
 			v.Reason = fmt.Sprintf("%d events pending, none applied for %s", v.LagEvents, still.Round(time.Second))
-			bad("mapping %s stalled: %s", m.Name, v.Reason)
-		case o.slot.Snapshotted != nil && !o.slot.Snapshotted[postgres.TableName{Schema: schemaName, Name: table}]:
+			bad("mapping %s stalled: %s", name, v.Reason)
+		case !m.reverse && o.slot.Snapshotted != nil && !o.slot.Snapshotted[tn]:
 			v.State = "snapshotting"
+			if p, ok := o.snapshots[tn]; ok {
+				v.Snapshot = &p
+			}
 		}
-		a.mappings[m.Name] = v
+		a.mappings[name] = v
 	}
 	for name := range sinks {
 		if !seen[name] {
@@ -196,6 +250,7 @@ type monitor struct {
 	ran    bool
 	// history is the lag of recent rounds, for the status page's chart.
 	history []lagSample
+	rates   throughput
 }
 
 func newMonitor(cfg *Config, stats *postgres.SourceStats, mappings func() []watched) (*monitor, error) {
@@ -259,6 +314,7 @@ func (m *monitor) check(ctx context.Context) {
 	o := observation{now: time.Now(), slotName: m.cfg.Slot, stall: m.cfg.StallTimeout, maxRetained: int64(m.cfg.MaxRetainedWALMB) << 20,
 		storeErrs: map[string]error{}, lag: map[string]int64{}, mappings: m.mappings()}
 	o.snapshotRows = m.stats.SnapshotRows.Load()
+	o.snapshots = m.stats.Snapshots.Tables()
 	o.slot, o.slotErr = m.slots.Read(ctx)
 	if o.slotErr == nil && o.slot.Exists {
 		m.stats.RetainedWAL.Store(o.slot.RetainedWAL())
@@ -266,18 +322,20 @@ func (m *monitor) check(ctx context.Context) {
 	o.kafkaErr = m.admin.Ping(ctx)
 	stores := map[string]bool{}
 	for _, w := range o.mappings {
-		stores[strings.ToLower(w.Store)] = true
+		if !w.reverse {
+			stores[strings.ToLower(w.Store)] = true
+		}
 		if o.kafkaErr != nil {
 			continue
 		}
-		n, err := m.admin.Lag(ctx, w.GroupID(m.cfg.TopicPrefix), w.TopicName(m.cfg.TopicPrefix))
+		n, err := m.admin.Lag(ctx, w.group(m.cfg.TopicPrefix), w.topic(m.cfg.TopicPrefix))
 		switch {
 		case errors.Is(err, kafka.ErrNoTopic):
-			o.lag[w.Name] = 0
+			o.lag[w.name()] = 0
 		case err == nil:
-			o.lag[w.Name] = n
+			o.lag[w.name()] = n
 		default:
-			m.log.Debug("monitor: consumer lag", "mapping", w.Name, "error", err)
+			m.log.Debug("monitor: consumer lag", "mapping", w.name(), "error", err)
 		}
 	}
 	for name := range stores {
@@ -291,6 +349,7 @@ func (m *monitor) check(ctx context.Context) {
 	m.obs, m.result, m.ran = o, res, true
 	m.mu.Unlock()
 	logChanges(m.log, before, res.problems)
+	m.rates.observe(o.now, o.mappings, m.cfg.MonitorInterval)
 	m.record(o.now, o.mappings)
 }
 
@@ -415,17 +474,21 @@ func (m *monitor) view() (observation, assessment, bool) {
 var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
 
 var (
-	descReady       = prometheus.NewDesc("scoop_ready", "1 when /readyz answers 200: source advancing, Kafka and every store reachable, no mapping paused or stalled, slot WAL within limits.", nil, nil)
-	descKafkaUp     = prometheus.NewDesc("scoop_kafka_up", "1 when Kafka answered the last check.", nil, nil)
-	descStoreUp     = prometheus.NewDesc("scoop_store_up", "1 when the store's address answered the last check.", []string{"store"}, nil)
-	descWALStatus   = prometheus.NewDesc("scoop_source_slot_wal_status", "1 for the slot's current wal_status (reserved, extended, unreserved, lost).", []string{"status"}, nil)
-	descWALLimit    = prometheus.NewDesc("scoop_source_retained_wal_limit_bytes", "SCOOP_MAX_RETAINED_WAL_MB in bytes (0: no limit).", nil, nil)
-	descSlotActive  = prometheus.NewDesc("scoop_source_slot_active", "1 while a walsender streams from the slot.", nil, nil)
-	descConfirmed   = prometheus.NewDesc("scoop_source_confirmed_lsn", "The slot's confirmed_flush_lsn on the server.", nil, nil)
-	descStalled     = prometheus.NewDesc("scoop_source_stalled", "1 while WAL is pending and the slot has confirmed nothing for SCOOP_STALL_TIMEOUT.", nil, nil)
-	descSinkLagEvts = prometheus.NewDesc("scoop_sink_lag_events", "Messages in the mapping's topic its consumer group has not committed.", []string{"mapping"}, nil)
-	descSinkState   = prometheus.NewDesc("scoop_sink_state", "1 for the mapping's current state (streaming, snapshotting, paused, failing, stalled).", []string{"mapping", "state"}, nil)
-	mappingStates   = []string{"streaming", "snapshotting", "paused", "failing", "stalled"}
+	descReady        = prometheus.NewDesc("scoop_ready", "1 when /readyz answers 200: source advancing, Kafka and every store reachable, no mapping paused or stalled, slot WAL within limits.", nil, nil)
+	descKafkaUp      = prometheus.NewDesc("scoop_kafka_up", "1 when Kafka answered the last check.", nil, nil)
+	descStoreUp      = prometheus.NewDesc("scoop_store_up", "1 when the store's address answered the last check.", []string{"store"}, nil)
+	descWALStatus    = prometheus.NewDesc("scoop_source_slot_wal_status", "1 for the slot's current wal_status (reserved, extended, unreserved, lost).", []string{"status"}, nil)
+	descWALLimit     = prometheus.NewDesc("scoop_source_retained_wal_limit_bytes", "SCOOP_MAX_RETAINED_WAL_MB in bytes (0: no limit).", nil, nil)
+	descSlotActive   = prometheus.NewDesc("scoop_source_slot_active", "1 while a walsender streams from the slot.", nil, nil)
+	descConfirmed    = prometheus.NewDesc("scoop_source_confirmed_lsn", "The slot's confirmed_flush_lsn on the server.", nil, nil)
+	descStalled      = prometheus.NewDesc("scoop_source_stalled", "1 while WAL is pending and the slot has confirmed nothing for SCOOP_STALL_TIMEOUT.", nil, nil)
+	descSinkLagEvts  = prometheus.NewDesc("scoop_sink_lag_events", "Messages in the mapping's topic its consumer group has not committed.", []string{"mapping"}, nil)
+	descSinkState    = prometheus.NewDesc("scoop_sink_state", "1 for the mapping's current state (streaming, snapshotting, paused, failing, stalled).", []string{"mapping", "state"}, nil)
+	mappingStates    = []string{"streaming", "snapshotting", "paused", "failing", "stalled"}
+	descThroughput   = prometheus.NewDesc("scoop_sink_throughput", "Changes applied per second, averaged over the monitor's recent rounds (about 10 s).", []string{"mapping"}, nil)
+	descSnapRows     = prometheus.NewDesc("scoop_source_snapshot_table_rows", "Rows the table's last snapshot (initial or incremental) has read so far on this instance.", []string{"table"}, nil)
+	descSnapEstimate = prometheus.NewDesc("scoop_source_snapshot_table_estimated_rows", "The planner's estimate of the table's rows when its snapshot began (0: never analysed).", []string{"table"}, nil)
+	descSnapDone     = prometheus.NewDesc("scoop_source_snapshot_table_done", "1 once the table's snapshot has read every row.", []string{"table"}, nil)
 )
 
 // Describe sends nothing: the monitor is an unchecked collector (its label
@@ -454,14 +517,22 @@ func (m *monitor) Collect(ch chan<- prometheus.Metric) {
 	}
 	stores := map[string]bool{}
 	for _, w := range o.mappings {
-		stores[strings.ToLower(w.Store)] = true
-		v := a.mappings[w.Name]
+		if !w.reverse {
+			stores[strings.ToLower(w.Store)] = true
+		}
+		v := a.mappings[w.name()]
 		if v.LagEvents >= 0 {
-			gauge(descSinkLagEvts, float64(v.LagEvents), w.Name)
+			gauge(descSinkLagEvts, float64(v.LagEvents), w.name())
 		}
 		for _, s := range mappingStates {
-			gauge(descSinkState, b2f(v.State == s), w.Name, s)
+			gauge(descSinkState, b2f(v.State == s), w.name(), s)
 		}
+		gauge(descThroughput, m.rates.rate(w.name()), w.name())
+	}
+	for t, p := range o.snapshots {
+		gauge(descSnapRows, float64(p.Rows), t.String())
+		gauge(descSnapEstimate, float64(p.Estimate), t.String())
+		gauge(descSnapDone, b2f(p.Done), t.String())
 	}
 	for s := range stores {
 		_, down := o.storeErrs[s]

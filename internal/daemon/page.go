@@ -32,7 +32,7 @@ const (
 func (m *monitor) record(now time.Time, ws []watched) {
 	s := lagSample{at: now, source: m.sourceLag(now), mappings: map[string]float64{}}
 	for _, w := range ws {
-		s.mappings[w.Name] = m.mappingLag(w.Name, w.stats, m.lagEvents(w.Name), now)
+		s.mappings[w.name()] = m.mappingLag(w.name(), w.stats, m.lagEvents(w.name()), now)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -107,7 +107,8 @@ func lagChart(hist []lagSample) template.HTML {
 
 type pageMapping struct {
 	Name, State, Reason, Store, Source string
-	Lag                                float64
+	Progress                           string // of a snapshot: "45% of ~1000 rows, ETA 12s"
+	Lag, Rate                          float64
 	Pending                            string
 	Applied, DeadLetters               uint64
 }
@@ -145,8 +146,8 @@ td.num{text-align:right} .state{font-weight:600}
 <p id="slot">{{if .SlotRead}}server {{.Current}} · received {{.Received}} · confirmed {{.Confirmed}} · restart {{.Restart}}<br>
 retained WAL <b id="retained">{{printf "%.1f" .RetainedMB}} MB</b>{{if .LimitMB}} (limit {{.LimitMB}} MB){{end}} · wal_status <b id="wal-status">{{.WALStatus}}</b> · source lag {{printf "%.1f" .SourceLag}}s{{else}}slot not read yet{{end}}</p>
 <h2>Mappings</h2>
-<table id="mappings"><tr><th>mapping</th><th>state</th><th>lag</th><th>pending</th><th>applied</th><th>dead letters</th><th>store</th><th>source</th><th>reason</th></tr>
-{{range .Mappings}}<tr data-mapping="{{.Name}}"><td>{{.Name}}</td><td class="state {{.State}}">{{.State}}</td><td class="num">{{printf "%.1f" .Lag}}s</td><td class="num">{{.Pending}}</td><td class="num">{{.Applied}}</td><td class="num">{{.DeadLetters}}</td><td>{{.Store}}</td><td>{{.Source}}</td><td class="reason">{{.Reason}}</td></tr>
+<table id="mappings"><tr><th>mapping</th><th>state</th><th>lag</th><th>pending</th><th>rate</th><th>applied</th><th>dead letters</th><th>store</th><th>source</th><th>reason</th></tr>
+{{range .Mappings}}<tr data-mapping="{{.Name}}"><td>{{.Name}}</td><td class="state {{.State}}">{{.State}}</td><td class="num">{{printf "%.1f" .Lag}}s</td><td class="num">{{.Pending}}</td><td class="num">{{printf "%.1f" .Rate}}/s</td><td class="num">{{.Applied}}</td><td class="num">{{.DeadLetters}}</td><td>{{.Store}}</td><td>{{.Source}}</td><td class="reason">{{with .Progress}}<span class="progress">{{.}}</span> {{end}}{{.Reason}}</td></tr>
 {{end}}</table>
 <h2>Lag (seconds)</h2>
 {{.Chart}}
@@ -170,8 +171,17 @@ func (a *admin) page(w http.ResponseWriter, r *http.Request) {
 	for _, wt := range a.watched() {
 		ms := map[string]any{}
 		a.mon.addMappingStatus(ms, wt)
-		pm := pageMapping{Name: wt.Name, Store: wt.Store, Source: wt.Source, State: ms["state"].(string),
-			Lag: ms["lag_seconds"].(float64), Applied: wt.stats.Applied.Load(), DeadLetters: wt.stats.DeadLetters.Load(), Pending: "?"}
+		pm := pageMapping{Name: wt.name(), Store: wt.target(), Source: wt.from(), State: ms["state"].(string),
+			Lag: ms["lag_seconds"].(float64), Rate: ms["throughput"].(float64), Applied: wt.stats.Applied.Load(), DeadLetters: wt.stats.DeadLetters.Load(), Pending: "?"}
+		if snap, ok := ms["snapshot"].(map[string]any); ok {
+			pm.Progress = fmt.Sprintf("%d rows read", snap["rows"])
+			if pc, ok := snap["percent"].(float64); ok {
+				pm.Progress = fmt.Sprintf("%.0f%% of ~%d rows", pc, snap["estimated_rows"])
+			}
+			if eta, ok := snap["eta_seconds"].(float64); ok {
+				pm.Progress += ", ETA " + (time.Duration(eta) * time.Second).String()
+			}
+		}
 		if r, ok := ms["reason"].(string); ok {
 			pm.Reason = r
 		}
