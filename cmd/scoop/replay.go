@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -85,6 +86,7 @@ func replayCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			return nil
 		}
 		deadline := time.Now().Add(*wait)
+		p := newProgress(stdout)
 		for {
 			done, err := reg.Snapshotted(ctx, table)
 			if err != nil {
@@ -94,11 +96,21 @@ func replayCommand(ctx context.Context, args []string, stdout io.Writer) error {
 				break
 			}
 			if time.Now().After(deadline) {
+				p.clear()
 				return fmt.Errorf("replay %s: snapshot of %s not finished after %s (is scoop run up?)", name, table, *wait)
 			}
-			time.Sleep(500 * time.Millisecond)
+			// The rows read so far, from the daemon leading the slot.
+			rows, estimate, ok := snapshotRows(ctx, cfg.AdminAddr, cfg.AdminToken, name)
+			if ok {
+				p.show(fmt.Sprintf("replay %s: snapshot of %s", name, table), rows, estimate, "rows read")
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
-		fmt.Fprintf(stdout, "replay %s: snapshot of %s copied into %s\n", name, table, topic)
+		p.note("replay %s: snapshot of %s copied into %s", name, table, topic)
 		return waitCaughtUp(ctx, stdout, admin, name, m.GroupID(cfg.TopicPrefix), topic, *wait)
 	}
 
@@ -185,7 +197,7 @@ func waitCaughtUp(ctx context.Context, stdout io.Writer, admin *kafka.Admin, nam
 		total += r.End
 	}
 	deadline := time.Now().Add(wait)
-	last := ""
+	p := newProgress(stdout)
 	for {
 		committed, err := admin.Committed(ctx, group, topic, ps)
 		if err != nil {
@@ -200,16 +212,13 @@ func waitCaughtUp(ctx context.Context, stdout io.Writer, admin *kafka.Admin, nam
 			}
 			done += min(max(c, 0), r.End)
 		}
-		line := fmt.Sprintf("replay %s: %d/%d events applied", name, done, total)
-		if line != last {
-			fmt.Fprintln(stdout, line)
-			last = line
-		}
+		p.show("replay "+name, done, total, "events applied")
 		if caughtUp {
-			fmt.Fprintf(stdout, "replay %s: caught up\n", name)
+			p.note("replay %s: caught up", name)
 			return nil
 		}
 		if time.Now().After(deadline) {
+			p.clear()
 			return fmt.Errorf("replay %s: not caught up after %s (is scoop run up?)", name, wait)
 		}
 		select {
@@ -218,4 +227,30 @@ func waitCaughtUp(ctx context.Context, stdout io.Writer, admin *kafka.Admin, nam
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// snapshotRows is a mapping's snapshot progress as the daemon at addr
+// reports it in /status (ok: it answered and the mapping is snapshotting
+// there; estimate 0: the table's size is unknown).
+func snapshotRows(ctx context.Context, addr, token, name string) (rows, estimate int64, ok bool) {
+	body, err := fetchStatus(ctx, addr, token)
+	if err != nil {
+		return 0, 0, false
+	}
+	var doc struct {
+		Mappings map[string]struct {
+			Snapshot *struct {
+				Rows      int64 `json:"rows"`
+				Estimated int64 `json:"estimated_rows"`
+			} `json:"snapshot"`
+		} `json:"mappings"`
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return 0, 0, false
+	}
+	s := doc.Mappings[name].Snapshot
+	if s == nil {
+		return 0, 0, false
+	}
+	return s.Rows, s.Estimated, true
 }
