@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -158,6 +159,95 @@ func TestDebeziumJDBCSink(t *testing.T) {
 	testenv.Exec(t, mono, dbzRows(table, 1, 25, "after truncate"))
 	testenv.Exec(t, mono, fmt.Sprintf(`UPDATE %s SET c_float8 = -c_float8, c_timetz = '01:02:03.456789+01' WHERE id %% 2 = 0`, q))
 	equal("after the truncate")
+
+	// A second connector let Debezium's JDBC sink create its table itself
+	// (schema.evolution=basic), as a new consumer would: each column gets
+	// the type Debezium's own events of the column give it, and its values.
+	autoTable := table + "_auto"
+	wantTypes := map[string]string{
+		"id": "bigint", "c_bool": "boolean", "c_int2": "smallint", "c_int4": "integer", "c_int8": "bigint",
+		"c_float4": "real", "c_float8": "double precision",
+		"c_numeric": "text", "c_numeric_any": "text", // decimal.handling.mode=string
+		"c_text": "text", "c_varchar": "text", "c_char": "text", "c_bytea": "bytea",
+		"c_date": "date", "c_time": "time(6) without time zone", "c_timetz": "time(6) with time zone",
+		"c_timestamp": "timestamp(6) without time zone", "c_timestamptz": "timestamp(6) with time zone",
+		"c_interval": "text", // interval.handling.mode=string
+		"c_json": "json", "c_jsonb": "json", "c_uuid": "uuid", "c_enum": "text",
+		"c_int_arr": "integer[]", "c_text_arr": "text[]", "c_inet": "text", "c_null": "text",
+	}
+	autoTypes := func() map[string]string {
+		got := map[string]string{}
+		rows, err := sink.Query(context.Background(), `SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, schema.QuoteIdent(autoTable))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var n, typ string
+			rows.Scan(&n, &typ)
+			got[n] = typ
+		}
+		return got
+	}
+	// The monolith's values cast to the created types; c_char and
+	// c_interval are left out (a cast of char drops its padding, one of
+	// interval writes PostgreSQL's style, not Debezium's ISO form; both are
+	// compared above).
+	var monoCols, autoCols []string
+	for _, n := range sortedKeys(wantTypes) {
+		if n == "c_char" || n == "c_interval" {
+			continue
+		}
+		monoCols = append(monoCols, fmt.Sprintf("CAST(%s AS %s) AS %[1]s", schema.QuoteIdent(n), wantTypes[n]))
+		autoCols = append(autoCols, schema.QuoteIdent(n))
+	}
+	castRows := func(db, from string, cols []string) func() []string {
+		return func() []string {
+			return rowsJSONOf(t, db, fmt.Sprintf(`SELECT %s FROM %s`, strings.Join(cols, ", "), schema.QuoteIdent(from)))
+		}
+	}
+	start := time.Now()
+	for {
+		w, g := castRows("monolith", table, monoCols)(), castRows(db, autoTable, autoCols)()
+		types := autoTypes()
+		if fmt.Sprint(types) == fmt.Sprint(wantTypes) && strings.Join(w, "\n") == strings.Join(g, "\n") {
+			t.Logf("table created by the sink: types and %d rows as expected after %s", len(w), time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("table created by Debezium's JDBC sink: column types %v, want %v\n%s\nKafka Connect log tail:\n%s", types, wantTypes, rowDiff(w, g), tail(connect.logs(), 4000))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// rowsJSONOf returns the rows of a query as JSON text, sorted.
+func rowsJSONOf(t *testing.T, db, query string) []string {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), testenv.PGURL(db))
+	if err != nil {
+		return nil
+	}
+	defer c.Close(context.Background())
+	rows, err := c.Query(context.Background(), `SELECT to_jsonb(q)::text FROM (`+query+`) q`)
+	if err != nil {
+		return nil
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil
+	}
+	sort.Strings(out)
+	return out
 }
 
 // debeziumJars returns the Kafka Connect plugin directory holding Debezium's
@@ -283,6 +373,22 @@ func startConnect(t *testing.T, plugin, topic, db, table string) *connectProc {
 		"consumer.auto.offset.reset=earliest",
 		"consumer.max.poll.records=200",
 	)
+	auto := write("jdbc-sink-auto.properties",
+		"name="+testenv.Name("dbzauto"),
+		"connector.class=io.debezium.connector.jdbc.JdbcSinkConnector",
+		"tasks.max=1",
+		"topics="+topic,
+		fmt.Sprintf("connection.url=jdbc:postgresql://127.0.0.1:%s/%s?stringtype=unspecified", testenv.PGPort, db),
+		"connection.username=postgres",
+		"connection.password=",
+		"insert.mode=upsert",
+		"delete.enabled=true",
+		"truncate.enabled=true",
+		"primary.key.mode=record_key",
+		"schema.evolution=basic",
+		"collection.name.format="+table+"_auto",
+		"use.time.zone=UTC",
+	)
 	connector := write("jdbc-sink.properties",
 		"name="+testenv.Name("dbzsink"),
 		"connector.class=io.debezium.connector.jdbc.JdbcSinkConnector",
@@ -319,7 +425,7 @@ func startConnect(t *testing.T, plugin, topic, db, table string) *connectProc {
 	c := &connectProc{}
 	c.cmd = exec.Command(java, "-Xmx512m", "-XX:+UseSerialGC", "-Dlog4j2.configurationFile="+logCfg,
 		"-cp", filepath.Join(kafkaJars, "*"),
-		"org.apache.kafka.connect.cli.ConnectStandalone", worker, connector)
+		"org.apache.kafka.connect.cli.ConnectStandalone", worker, connector, auto)
 	c.cmd.Stdout, c.cmd.Stderr = c, c
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.cmd.Start(); err != nil {
