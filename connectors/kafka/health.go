@@ -11,14 +11,16 @@ import (
 // ErrNoTopic is returned by Lag for a topic that does not exist yet.
 var ErrNoTopic = errors.New("topic does not exist yet")
 
-// Ping asks the cluster for its brokers: nil when Kafka answers.
+// Ping asks a broker of the cluster for its API versions: nil when Kafka
+// answers. (Not a metadata request: kafka-go answers those from its cache,
+// which outlives the brokers.)
 func (a *Admin) Ping(ctx context.Context) error {
-	md, err := a.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}})
-	if err != nil {
-		return fmt.Errorf("ask Kafka for its brokers: %w", err)
+	resp, err := a.client.ApiVersions(ctx, &kafkago.ApiVersionsRequest{})
+	if err == nil && resp.Error != nil {
+		err = resp.Error
 	}
-	if len(md.Brokers) == 0 {
-		return errors.New("ask Kafka for its brokers: the cluster named none")
+	if err != nil {
+		return fmt.Errorf("ask Kafka for its API versions: %w", err)
 	}
 	return nil
 }
