@@ -259,7 +259,7 @@ func secureCassandraRefusals(t *testing.T, s *testenv.Secure) {
 			// The whole error, exactly; {port} stands for the client's port.
 			want := regexp.MustCompile("^" + strings.ReplaceAll(regexp.QuoteMeta(tc.want), `\{port\}`, `\d+`) + "$")
 			errText := regexp.MustCompile(`msg="mapping paused; retrying" mapping=c store=orders error="((?:[^"\\]|\\.)*)"`)
-			waitFor(t, d, "the mapping paused naming the setting", 60*time.Second, func() (bool, string) {
+			waitFor(t, d, "the mapping paused naming the setting", 20*time.Second, func() (bool, string) {
 				var last string
 				for _, m := range errText.FindAllStringSubmatch(d.logs(), -1) {
 					last = strings.ReplaceAll(m[1], `\"`, `"`)

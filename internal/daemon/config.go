@@ -120,7 +120,7 @@ func (c *Config) Validate() error {
 	for name, raw := range c.Stores {
 		u, err := url.Parse(raw)
 		if err != nil {
-			bad("SCOOP_STORE_%s_URL: %v", strings.ToUpper(name), err)
+			bad("SCOOP_STORE_%s_URL=%q does not parse as a URL: %s", strings.ToUpper(name), RedactURL(raw), urlProblem(err))
 			continue
 		}
 		k, ok := storeKinds[storeKind(raw)]
@@ -162,4 +162,45 @@ func (c *Config) Logger() *slog.Logger {
 func (c *Config) KafkaSecurity() kafka.Security {
 	return kafka.Security{TLS: c.KafkaTLS, CAFile: c.KafkaCAFile, Mechanism: c.KafkaSASL, Username: c.KafkaUsername, Password: c.KafkaPassword,
 		AllowPlaintextAuth: c.KafkaAllowPlaintextAuth}
+}
+
+// RedactURL hides the password of a URL, also of one that does not parse
+// (everything between the scheme and the last '@' but the user name, then).
+func RedactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	at := strings.LastIndex(rest, "@")
+	if !ok || at < 0 {
+		return raw
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return raw
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}
+
+// urlProblem says why a URL does not parse without quoting it: url.Parse's
+// errors repeat the URL, and some the part of it that is wrong, which may
+// be a piece of the password.
+func urlProblem(err error) string {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return "invalid URL"
+	}
+	var esc url.EscapeError
+	var host url.InvalidHostError
+	switch {
+	case errors.As(ue.Err, &esc):
+		return "an invalid %-escape"
+	case errors.As(ue.Err, &host):
+		return "an invalid character in the host"
+	case strings.HasPrefix(ue.Err.Error(), "invalid port"):
+		// What url.Parse takes for a port may be the start of a password
+		// holding a '/' that is not %-encoded.
+		return "an invalid port (a '/', '@' or ':' in the password must be %-encoded)"
+	}
+	return ue.Err.Error()
 }

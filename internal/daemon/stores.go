@@ -54,7 +54,10 @@ var storeKinds = map[string]kind{
 			if strings.Trim(u.Path, "/") == "" {
 				return fmt.Errorf("a Cassandra store needs a keyspace: cassandra://host:9042/keyspace")
 			}
-			return nil
+			// The sink's own checks, on the URL without its password
+			// (their errors quote the URL).
+			_, err := cassandra.ParseURL(u.Redacted())
+			return err
 		},
 		open: func(ctx context.Context, cfg *Config, s sinkSpec) (pipeline.Sink, error) {
 			sink, err := cassandra.NewSink(ctx, cassandra.SinkConfig{URL: s.url, Mapping: s.mapping, Target: s.target, Logger: s.log,
