@@ -20,7 +20,7 @@ func (a *Admin) Ping(ctx context.Context) error {
 		err = resp.Error
 	}
 	if err != nil {
-		return fmt.Errorf("ask Kafka for its API versions: %w", err)
+		return fmt.Errorf("ask Kafka (%s) for its API versions: %w", a.brokers, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -21,7 +22,8 @@ type Range struct {
 
 // Admin answers offset questions about topics and consumer groups.
 type Admin struct {
-	client *kafkago.Client
+	client  *kafkago.Client
+	brokers string // as configured, for errors
 }
 
 // NewAdmin returns an Admin for the brokers.
@@ -34,7 +36,7 @@ func NewAdmin(brokers []string, sec Security) (*Admin, error) {
 	if t != nil {
 		c.Transport = t
 	}
-	return &Admin{client: c}, nil
+	return &Admin{client: c, brokers: strings.Join(brokers, ",")}, nil
 }
 
 // Partitions lists a topic's partitions.
