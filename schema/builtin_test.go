@@ -20,6 +20,7 @@ var testTypes = TypeMap{
 	3802:  {OID: 3802, Name: "jsonb", Kind: 'b', Category: 'U', Delim: ','},
 	1020:  {OID: 1020, Name: "_box", Kind: 'b', Category: 'A', Elem: 603, Delim: ';'},
 	603:   {OID: 603, Name: "box", Kind: 'b', Category: 'G', Delim: ';'},
+	26:    {OID: 26, Name: "oid", Kind: 'b', Category: 'N', Delim: ','},
 	1082:  {OID: 1082, Name: "date", Kind: 'b', Category: 'D', Delim: ','},
 	1083:  {OID: 1083, Name: "time", Kind: 'b', Category: 'D', Delim: ','},
 	1266:  {OID: 1266, Name: "timetz", Kind: 'b', Category: 'D', Delim: ','},

@@ -27,9 +27,9 @@ func connectType(types Types, oid uint32) *connectField {
 		f.Type = "boolean"
 	case "int2":
 		f.Type = "int16"
-	case "int4", "oid":
+	case "int4":
 		f.Type = "int32"
-	case "int8":
+	case "int8", "oid": // an oid goes up to 2^32-1
 		f.Type = "int64"
 	case "float4":
 		f.Type = "float"

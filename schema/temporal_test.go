@@ -78,6 +78,7 @@ func TestConnectTypes(t *testing.T) {
 		{17, "bytes", "", ""},
 		{90002, "string", "io.debezium.data.Enum", ""},
 		{90001, "int32", "", ""},
+		{26, "int64", "", ""}, // oid: up to 2^32-1
 		{1182, "array", "", "io.debezium.time.Date"},
 		{3807, "array", "", "io.debezium.data.Json"},
 	}
