@@ -116,6 +116,7 @@ func (b *bench) startScoop(phase string, r *role) (*scoopProc, error) {
 		"SCOOP_MAPPINGS_FILE="+mpath,
 		"SCOOP_STORE_SVC_URL="+store,
 		"SCOOP_ADMIN_ADDR="+admin,
+		"SCOOP_ADMIN_PPROF=true", // the CPU profile of the drain
 		"SCOOP_LOG_LEVEL=info",
 	)
 	env = append(env, b.cfg.scoopEnv...)

@@ -147,10 +147,13 @@ func (a *admin) serve(ctx context.Context) error {
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("GET /{$}", a.auth(a.page))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
-	// Profiles for diagnosing a slow pipeline (behind the admin token).
-	mux.HandleFunc("GET /debug/pprof/", a.auth(pprof.Index))
-	mux.HandleFunc("GET /debug/pprof/profile", a.auth(pprof.Profile))
-	mux.HandleFunc("GET /debug/pprof/heap", a.auth(pprof.Handler("heap").ServeHTTP))
+	// Profiles for diagnosing a slow pipeline, when asked for (goroutine
+	// dumps show what scoop is doing): behind the admin token.
+	if a.cfg.AdminPprof {
+		mux.HandleFunc("GET /debug/pprof/", a.auth(pprof.Index))
+		mux.HandleFunc("GET /debug/pprof/profile", a.auth(pprof.Profile))
+		mux.HandleFunc("GET /debug/pprof/heap", a.auth(pprof.Handler("heap").ServeHTTP))
+	}
 	mux.HandleFunc("GET /status", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		st := a.stats
 		problems := append([]string{}, a.notReady()...)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -57,6 +58,9 @@ type Config struct {
 	// KafkaAllowPlaintextAuth accepts SASL PLAIN without TLS (the password
 	// then crosses the network as it is).
 	KafkaAllowPlaintextAuth bool `env:"SCOOP_KAFKA_ALLOW_PLAINTEXT_AUTH" envDefault:"false"`
+	// AdminPprof serves /debug/pprof (goroutine dumps, profiles) on the
+	// admin server, behind SCOOP_ADMIN_TOKEN when one is set.
+	AdminPprof bool `env:"SCOOP_ADMIN_PPROF" envDefault:"false"`
 }
 
 // Validate checks every setting; each error names the variable and the fix.
@@ -108,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.KafkaSecurity().Transport(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.AdminToken == "" && !loopback(c.AdminAddr) {
+		bad("SCOOP_ADMIN_ADDR=%s is reachable from other hosts and SCOOP_ADMIN_TOKEN is not set: set a token (the status page, /status and /debug/pprof then need it) or listen on 127.0.0.1", c.AdminAddr)
 	}
 	if c.CassandraCAFile != "" && !c.CassandraTLS {
 		bad("SCOOP_CASSANDRA_CA_FILE is set but SCOOP_CASSANDRA_TLS is not true")
@@ -203,4 +210,18 @@ func urlProblem(err error) string {
 		return "an invalid port (a '/', '@' or ':' in the password must be %-encoded)"
 	}
 	return ue.Err.Error()
+}
+
+// loopback reports whether a listen address takes connections from this
+// host only (an empty host listens on every interface).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
