@@ -28,6 +28,7 @@ func TestSecure(t *testing.T) {
 	t.Run("postgres refusals", func(t *testing.T) { securePGRefusals(t, s) })
 	t.Run("kafka refusals", func(t *testing.T) { secureKafkaRefusals(t, s) })
 	t.Run("cassandra refusals", func(t *testing.T) { secureCassandraRefusals(t, s) })
+	t.Run("failing start prints no secret", func(t *testing.T) { secureFailingStart(t, s) })
 	t.Logf("secure tests took %s (after the profile started)", time.Since(start).Round(100*time.Millisecond))
 }
 
@@ -272,4 +273,30 @@ func secureCassandraRefusals(t *testing.T, s *testenv.Secure) {
 			noSecrets(t, s, "the log", d.logs())
 		})
 	}
+}
+
+// secureFailingStart: scoop run with a wrong Kafka password stops at once
+// naming the setting, after warning about a source URL without sslmode;
+// nothing it printed holds a password (the URL's included).
+func secureFailingStart(t *testing.T, s *testenv.Secure) {
+	e := secureE2E(t, s, "mappings: []\n")
+	env := append(setEnv(e.env, "SCOOP_SOURCE_URL", s.PGURLWith("monolith", "127.0.0.1", s.Get("SCOOP_SECURE_PG_PASSWORD"), "")),
+		"SCOOP_KAFKA_PASSWORD="+wrongPassword)
+	out, err := waitExit(t, startProc(t, env), 60*time.Second)
+	if err == nil {
+		t.Fatalf("scoop started with a wrong Kafka password:\n%s", out)
+	}
+	b := s.Broker()
+	for _, want := range []string{
+		`level=WARN msg="PostgreSQL URL without sslmode" setting=SCOOP_SOURCE_URL risk="the default (prefer) falls back to plaintext and does not verify the server's certificate, so the password and the data can be read or changed on the way; set sslmode=verify-full and sslrootcert (or sslmode=disable to say plaintext is meant)"`,
+		"scoop: kafka: connect to " + b + ": could not successfully authenticate to " + b + " with SASL: [58] SASL Authentication Failed: SASL Authentication failed (fix: the broker refused SCOOP_KAFKA_USERNAME=scoop and SCOOP_KAFKA_PASSWORD for SCOOP_KAFKA_SASL_MECHANISM=scram-sha-512)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "without sslmode") != 1 {
+		t.Fatalf("one warning expected (the stores' URLs have sslmode):\n%s", out)
+	}
+	noSecrets(t, s, "the output of a failing start", out)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -224,4 +225,31 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// Warning is a setting that works but is risky.
+type Warning struct{ Setting, Message, Risk string }
+
+// Warnings lists the risky settings: PostgreSQL URLs without sslmode,
+// whose default (prefer) neither verifies the server nor insists on TLS.
+func (c *Config) Warnings() []Warning {
+	var ws []Warning
+	check := func(setting, raw string) {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Query().Has("sslmode") || os.Getenv("PGSSLMODE") != "" {
+			return
+		}
+		ws = append(ws, Warning{Setting: setting, Message: "PostgreSQL URL without sslmode",
+			Risk: "the default (prefer) falls back to plaintext and does not verify the server's certificate, so the password and the data can be read or changed on the way; set sslmode=verify-full and sslrootcert (or sslmode=disable to say plaintext is meant)"})
+	}
+	check("SCOOP_SOURCE_URL", c.SourceURL)
+	names := make([]string, 0, len(c.Stores))
+	for name := range c.Stores {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		check("SCOOP_STORE_"+strings.ToUpper(name)+"_URL", c.Stores[name])
+	}
+	return ws
 }

@@ -48,6 +48,9 @@ func Run(ctx context.Context, cfg *Config, version string) error {
 	}
 	log := cfg.Logger()
 	slog.SetDefault(log)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w.Message, "setting", w.Setting, "risk", w.Risk)
+	}
 	d := &daemon{cfg: cfg, version: version, log: log, registry: postgres.NewRegistry(cfg.SourceURL, cfg.Slot), items: make(chan pipeline.Item, 8192),
 		budget: pipeline.NewBudget(int64(cfg.BufferMB) << 20)}
 	defer d.registry.Close()
