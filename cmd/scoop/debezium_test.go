@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -136,7 +137,7 @@ func TestDebeziumJDBCSink(t *testing.T) {
 			failed := strings.Contains(connect.logs(), "Task threw an uncaught and unrecoverable exception")
 			if failed || time.Now().After(deadline) {
 				t.Fatalf("%s: Debezium's JDBC sink did not reach the monolith's rows: %d rows in the monolith, %d in its database\n%s\nKafka Connect log tail:\n%s\nscoop log tail:\n%s",
-					what, len(w), len(g), rowDiff(w, g), tail(connect.logs(), 6000), tail(d.logs(), 2000))
+					what, len(w), len(g), columnDiff(w, g), tail(connect.logs(), 6000), tail(d.logs(), 2000))
 			}
 			time.Sleep(300 * time.Millisecond)
 		}
@@ -215,10 +216,53 @@ func TestDebeziumJDBCSink(t *testing.T) {
 			break
 		}
 		if time.Since(start) > 60*time.Second {
-			t.Fatalf("table created by Debezium's JDBC sink: column types %v, want %v\n%s\nKafka Connect log tail:\n%s", types, wantTypes, rowDiff(w, g), tail(connect.logs(), 4000))
+			t.Fatalf("table created by Debezium's JDBC sink: column types %v, want %v\n%s\nKafka Connect log tail:\n%s", types, wantTypes, columnDiff(w, g), tail(connect.logs(), 4000))
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// columnDiff names, for the first rows (by id) that differ between the
+// monolith and the sink, each column that differs, then the rows only one
+// side has.
+func columnDiff(want, got []string) string {
+	byID := func(rows []string) (map[string]map[string]json.RawMessage, []string) {
+		m := map[string]map[string]json.RawMessage{}
+		var ids []string
+		for _, r := range rows {
+			var row map[string]json.RawMessage
+			if json.Unmarshal([]byte(r), &row) == nil {
+				m[string(row["id"])] = row
+				ids = append(ids, string(row["id"]))
+			}
+		}
+		return m, ids
+	}
+	w, ids := byID(want)
+	g, _ := byID(got)
+	var b strings.Builder
+	n := 0
+	for _, id := range ids {
+		gr, ok := g[id]
+		if !ok {
+			fmt.Fprintf(&b, "id %s: only in the monolith\n", id)
+		} else {
+			for col, v := range w[id] {
+				if string(v) != string(gr[col]) {
+					fmt.Fprintf(&b, "id %s: %s is %s in the monolith, %s in the sink\n", id, col, v, gr[col])
+				}
+			}
+		}
+		if n++; n == 5 {
+			break
+		}
+	}
+	for id := range g {
+		if _, ok := w[id]; !ok {
+			fmt.Fprintf(&b, "id %s: only in the sink\n", id)
+		}
+	}
+	return b.String()
 }
 
 func sortedKeys(m map[string]string) []string {
