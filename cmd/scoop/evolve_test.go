@@ -233,10 +233,15 @@ func TestIncompatibleTypeChange(t *testing.T) {
 	t.Logf("status while paused: %s", status)
 	_, metrics := get(t, "http://"+addr+"/metrics", "")
 	for _, m := range []string{`scoop_sink_schema_mismatch{mapping="tc-pg"} 1`, `scoop_sink_schema_mismatch{mapping="tc-cass"} 1`, `scoop_sink_schema_mismatch{mapping="tc-other"} 0`,
-		`scoop_sink_paused{mapping="tc-pg"} 1`, `scoop_sink_paused{mapping="tc-other"} 0`, `scoop_sink_dead_letters_total{mapping="tc-pg"} 0`, `scoop_sink_dead_letters_total{mapping="tc-cass"} 0`} {
+		`scoop_sink_paused{mapping="tc-pg"} 1`, `scoop_sink_paused{mapping="tc-other"} 0`, `scoop_sink_dead_letters_total{mapping="tc-pg"} 0`, `scoop_sink_dead_letters_total{mapping="tc-cass"} 0`,
+		`scoop_sink_errors_total{kind="schema_mismatch",mapping="tc-other"} 0`} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("metrics lack %q", m)
 		}
+	}
+	// Each stop for the operator counts (the sink may be rebuilt meanwhile).
+	if v := metricValue(metrics, `scoop_sink_errors_total{kind="schema_mismatch",mapping="tc-pg"}`); v < 1 {
+		t.Errorf(`scoop_sink_errors_total{kind="schema_mismatch",mapping="tc-pg"} = %v, want at least 1`, v)
 	}
 	// The other mapping still flows while these are paused.
 	testenv.Exec(t, mono, fmt.Sprintf(`UPDATE %s SET amount = 78 WHERE id = 2`, schema.QuoteIdent(other)))
