@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/scoop-cdc/scoop/internal/testenv"
 	"github.com/scoop-cdc/scoop/schema"
@@ -234,4 +237,56 @@ func TestReadinessSeesKafkaDown(t *testing.T) {
 	if !strings.Contains(d.logs(), `msg="not ready" reason="`+want) {
 		t.Errorf("the log does not say Kafka went away:\n%s", tail(d.logs(), 3000))
 	}
+}
+
+// TestReadinessSeesUnreservedWAL: on a private cluster with
+// max_slot_wal_keep_size = 16MB, a slot held back (an open transaction pins
+// its restart position) while 64 MB of WAL are written gets wal_status
+// unreserved: /readyz turns red saying PostgreSQL will remove WAL the slot
+// needs, status and metrics show it, and it clears once the slot moves on.
+func TestReadinessSeesUnreservedWAL(t *testing.T) {
+	pg := testenv.StartPG1(t)
+	ctx := context.Background()
+	mono, err := pgx.Connect(ctx, pg.URL("monolith"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mono.Close(ctx)
+	for _, sql := range []string{`ALTER SYSTEM SET max_slot_wal_keep_size = '16MB'`, `SELECT pg_reload_conf()`,
+		`CREATE TABLE kept (id int PRIMARY KEY, note text)`, `INSERT INTO kept VALUES (1, 'one')`,
+		`CREATE TABLE filler (id int PRIMARY KEY, pad text)`} {
+		testenv.Exec(t, mono, sql)
+	}
+	e := newE2E(t, "mappings:\n  - name: unres\n    source: public.kept\n    store: accounts\n")
+	addr := freeAddr(t)
+	env := setEnv(e.env, "SCOOP_ADMIN_ADDR", addr)
+	env = setEnv(env, "SCOOP_SOURCE_URL", pg.URL("monolith"))
+	env = setEnv(env, "SCOOP_STORE_ACCOUNTS_URL", pg.URL("service"))
+	env = append(env, "SCOOP_MONITOR_INTERVAL=200ms")
+	d := startProc(t, env)
+	base := "http://" + addr
+	readiness(t, d, base, 200, "ready\n", 60*time.Second)
+
+	holder, err := pgx.Connect(ctx, pg.URL("monolith"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	testenv.Exec(t, holder, `BEGIN`)
+	testenv.Exec(t, holder, `INSERT INTO filler VALUES (0, 'held')`)
+	// 64 MB of WAL past the held position: four 16 MB segments.
+	for i := 0; i < 4; i++ {
+		testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO filler SELECT g, repeat(md5(g::text), 16) FROM generate_series(%d, %d) g`, 1+i*30000, (i+1)*30000))
+	}
+	want := "slot " + e.slot + ": wal_status is unreserved: PostgreSQL will remove WAL the slot still needs at its next checkpoint (max_slot_wal_keep_size is exceeded); the source must catch up now"
+	body := readiness(t, d, base, 503, want, 60*time.Second)
+	t.Logf("/readyz: %s", body)
+	if _, metrics := get(t, base+"/metrics", ""); metricValue(metrics, `scoop_source_slot_wal_status{status="unreserved"}`) != 1 {
+		t.Errorf("metrics lack scoop_source_slot_wal_status{status=\"unreserved\"} 1")
+	}
+	if table := status(t, addr); !regexp.MustCompile(`(?m)^  retained WAL \d+\.\d MB  wal_status unreserved  `).MatchString(table) || !strings.Contains(table, "  - "+want) {
+		t.Errorf("scoop status:\n%s", table)
+	}
+	testenv.Exec(t, holder, `ROLLBACK`)
+	readiness(t, d, base, 200, "ready\n", 120*time.Second)
 }
