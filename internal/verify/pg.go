@@ -143,6 +143,12 @@ func sourceExpr(src, dst pipeline.Column, types map[string]string) (string, erro
 		// "2006-01-02 15:04:05.1+00" -> "2006-01-02T15:04:05.1Z"; infinity
 		// and BC dates keep their text.
 		text = fmt.Sprintf(`CASE WHEN %[1]s::text ~ '^\d{4}-\d\d-\d\d \d' AND %[1]s::text !~ ' BC$' THEN regexp_replace(regexp_replace(%[1]s::text, '^(\d{4}-\d\d-\d\d) ', '\1T'), '\+00$', '%[2]s') ELSE %[1]s::text END`, col, zone)
+	case src.BaseType == "interval":
+		// Debezium's string form names every field: "P0Y0M1DT0H0M0S".
+		text = fmt.Sprintf(`format('P%%sY%%sM%%sDT%%sH%%sM%%sS', extract(year from %[1]s)::int8, extract(month from %[1]s)::int8, extract(day from %[1]s)::int8, extract(hour from %[1]s)::int8, extract(minute from %[1]s)::int8, trim_scale(extract(second from %[1]s)))`, col)
+	case src.BaseType == "timetz":
+		// ISO 8601 offsets: "+00" -> "Z", "+05" -> "+05:00".
+		text = fmt.Sprintf(`regexp_replace(regexp_replace(%s::text, '\+00$', 'Z'), '([+-]\d\d)$', '\1:00')`, col)
 	default:
 		text = col + "::text"
 	}
