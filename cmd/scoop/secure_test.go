@@ -2,9 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +42,7 @@ func TestSecure(t *testing.T) {
 	t.Run("kafka refusals", func(t *testing.T) { secureKafkaRefusals(t, s) })
 	t.Run("cassandra refusals", func(t *testing.T) { secureCassandraRefusals(t, s) })
 	t.Run("failing start prints no secret", func(t *testing.T) { secureFailingStart(t, s) })
+	t.Run("postgres expired certificate", func(t *testing.T) { securePGExpired(t, s) })
 	t.Logf("secure tests took %s (after the profile started)", time.Since(start).Round(100*time.Millisecond))
 }
 
@@ -299,4 +313,94 @@ func secureFailingStart(t *testing.T, s *testenv.Secure) {
 		t.Fatalf("one warning expected (the stores' URLs have sslmode):\n%s", out)
 	}
 	noSecrets(t, s, "the output of a failing start", out)
+}
+
+// securePGExpired: PostgreSQL serving a certificate of the right CA and
+// host that expired yesterday is refused, naming the cause. The profile's
+// certificate is back when the test ends.
+func securePGExpired(t *testing.T, s *testenv.Secure) {
+	dir := filepath.Dir(s.CAFile())
+	crt, key := filepath.Join(dir, "expired.crt"), filepath.Join(dir, "expired.key")
+	writeExpiredCert(t, filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), crt, key)
+	super := s.SuperConn(t, "postgres")
+	reload := func(sqls ...string) {
+		for _, q := range sqls {
+			testenv.Exec(t, super, q)
+		}
+		testenv.Exec(t, super, `SELECT pg_reload_conf()`)
+	}
+	reload(fmt.Sprintf(`ALTER SYSTEM SET ssl_cert_file = '%s'`, crt), fmt.Sprintf(`ALTER SYSTEM SET ssl_key_file = '%s'`, key))
+	t.Cleanup(func() { reload(`ALTER SYSTEM RESET ssl_cert_file`, `ALTER SYSTEM RESET ssl_key_file`) })
+	want := regexp.MustCompile("^" + regexp.QuoteMeta("connect to PostgreSQL: failed to connect to `user=scoop database=monolith`: 127.0.0.1:"+s.Get("SCOOP_SECURE_PG_PORT")+
+		" (127.0.0.1): failed to write startup message: write failed: tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time ") +
+		`\S+ is after \S+` + regexp.QuoteMeta(" (fix: the server's certificate cannot be trusted (expired or not yet valid); the URL's sslrootcert cannot make it so)") + "$")
+	e := secureE2E(t, s, "mappings: []\n")
+	var last string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := e.cli(t, "mappings", "list")
+		if err != nil {
+			last = err.Error()
+			if want.MatchString(last) {
+				noSecrets(t, s, "the refusal", out+last)
+				return
+			}
+		} else {
+			last = "accepted: " + out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got  %s\nwant %s", last, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// writeExpiredCert writes a key and a certificate for IP 127.0.0.1 signed
+// by the CA that expired a day ago, readable by the server.
+func writeExpiredCert(t *testing.T, caCrt, caKey, crtPath, keyPath string) {
+	t.Helper()
+	ca, err := tls.LoadX509KeyPair(caCrt, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(ca.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, ca.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(crtPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// PostgreSQL wants its key owned by the user it runs as (postgres,
+	// when the stack runs as root).
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		for _, p := range []string{crtPath, keyPath} {
+			if err := os.Chown(p, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }

@@ -121,6 +121,21 @@ func (s *Secure) Conn(t testing.TB, db string) *pgx.Conn {
 	return c
 }
 
+// SuperConn opens the superuser's connection to db over the profile's Unix
+// socket (its only way in), closed when the test ends.
+func (s *Secure) SuperConn(t testing.TB, db string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=%s sslmode=disable",
+		s.Get("SCOOP_SECURE_PG_SOCKET"), s.Get("SCOOP_SECURE_PG_PORT"), db))
+	if err != nil {
+		t.Fatalf("connect to the secure %s as postgres: %v", db, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
 // Broker is the SASL_SSL listener.
 func (s *Secure) Broker() string { return s.Get("SCOOP_SECURE_KAFKA_BROKER") }
 
