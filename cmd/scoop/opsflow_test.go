@@ -244,6 +244,8 @@ func TestReadinessSeesKafkaDown(t *testing.T) {
 // its restart position) while 64 MB of WAL are written gets wal_status
 // unreserved: /readyz turns red saying PostgreSQL will remove WAL the slot
 // needs, status and metrics show it, and it clears once the slot moves on.
+// Held back once more and checkpointed, the slot is lost: scoop stops,
+// saying so.
 func TestReadinessSeesUnreservedWAL(t *testing.T) {
 	pg := testenv.StartPG1(t)
 	ctx := context.Background()
@@ -289,4 +291,27 @@ func TestReadinessSeesUnreservedWAL(t *testing.T) {
 	}
 	testenv.Exec(t, holder, `ROLLBACK`)
 	readiness(t, d, base, 200, "ready\n", 120*time.Second)
+
+	// Held back again past the limit, a checkpoint removes the WAL: the
+	// slot is lost, and scoop stops at once saying so (it never recreates
+	// a slot silently).
+	testenv.Exec(t, holder, `BEGIN`)
+	testenv.Exec(t, holder, `INSERT INTO filler VALUES (-1, 'held again')`)
+	for i := 4; i < 8; i++ {
+		testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO filler SELECT g, repeat(md5(g::text), 16) FROM generate_series(%d, %d) g`, 1+i*30000, (i+1)*30000))
+	}
+	readiness(t, d, base, 503, want, 60*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	testenv.Exec(t, mono, `CHECKPOINT`)
+	select {
+	case err := <-done:
+		lost := fmt.Sprintf(`replication slot %q was invalidated (wal_status = lost): the WAL it needed is gone`, e.slot)
+		if err == nil || !strings.Contains(d.logs(), lost) {
+			t.Fatalf("exit %v; the log lacks %s:\n%s", err, lost, tail(d.logs(), 3000))
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("scoop did not stop on a lost slot\n%s", tail(d.logs(), 3000))
+	}
+	testenv.Exec(t, holder, `ROLLBACK`)
 }
