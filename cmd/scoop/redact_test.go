@@ -39,3 +39,25 @@ func TestBadStoreURLsHideThePassword(t *testing.T) {
 		})
 	}
 }
+
+// TestPlainWithoutTLSNeedsTheOptIn: SASL PLAIN without TLS is refused at
+// start unless SCOOP_KAFKA_ALLOW_PLAINTEXT_AUTH=true says it is meant.
+func TestPlainWithoutTLSNeedsTheOptIn(t *testing.T) {
+	t.Setenv("SCOOP_KAFKA_SASL_MECHANISM", "plain")
+	t.Setenv("SCOOP_KAFKA_USERNAME", "scoop")
+	t.Setenv("SCOOP_KAFKA_PASSWORD", "S3cr3tPw")
+	_, err := loadConfig()
+	want := "kafka: SCOOP_KAFKA_SASL_MECHANISM=plain without SCOOP_KAFKA_TLS=true would send SCOOP_KAFKA_PASSWORD in clear: set SCOOP_KAFKA_TLS=true (or SCOOP_KAFKA_ALLOW_PLAINTEXT_AUTH=true to accept that)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+	t.Setenv("SCOOP_KAFKA_ALLOW_PLAINTEXT_AUTH", "true")
+	if _, err := loadConfig(); err != nil {
+		t.Fatalf("with the opt-in: %v", err)
+	}
+	t.Setenv("SCOOP_KAFKA_ALLOW_PLAINTEXT_AUTH", "")
+	t.Setenv("SCOOP_KAFKA_TLS", "true")
+	if _, err := loadConfig(); err != nil {
+		t.Fatalf("over TLS: %v", err)
+	}
+}
