@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/scoop-cdc/scoop/connectors/kafka"
 	"github.com/scoop-cdc/scoop/internal/testenv"
 	"github.com/scoop-cdc/scoop/pipeline"
 	"github.com/scoop-cdc/scoop/schema"
@@ -157,6 +158,7 @@ func TestDebeziumJDBCSink(t *testing.T) {
 	// the table is written again (docs/events.md, Truncate).
 	testenv.Exec(t, mono, fmt.Sprintf(`TRUNCATE %s`, q))
 	equal("truncate")
+	connect.drained(t, topic)
 	testenv.Exec(t, mono, dbzRows(table, 1, 25, "after truncate"))
 	testenv.Exec(t, mono, fmt.Sprintf(`UPDATE %s SET c_float8 = -c_float8, c_timetz = '01:02:03.456789+01' WHERE id %% 2 = 0`, q))
 	equal("after the truncate")
@@ -346,9 +348,51 @@ func debeziumJars(t *testing.T) string {
 
 // connectProc is a Kafka Connect standalone worker.
 type connectProc struct {
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	out bytes.Buffer
+	cmd    *exec.Cmd
+	groups []string // of its connectors
+	mu     sync.Mutex
+	out    bytes.Buffer
+}
+
+// drained waits until every connector's group has committed the end of
+// every partition of topic (so each copy of a truncate was applied).
+func (c *connectProc) drained(t *testing.T, topic string) {
+	t.Helper()
+	admin, err := kafka.NewAdmin([]string{testenv.Broker()}, kafka.Security{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ranges, err := admin.Ranges(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var parts []int
+		for _, r := range ranges {
+			parts = append(parts, r.Partition)
+		}
+		behind := ""
+		for _, g := range c.groups {
+			committed, err := admin.Committed(ctx, g, topic, parts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range ranges {
+				if committed[r.Partition] < r.End {
+					behind += fmt.Sprintf(" %s: partition %d at %d of %d;", g, r.Partition, committed[r.Partition], r.End)
+				}
+			}
+		}
+		if behind == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Kafka Connect did not commit the end of %s:%s\n%s", topic, behind, tail(c.logs(), 4000))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
 
 func (c *connectProc) Write(p []byte) (int, error) {
@@ -417,8 +461,9 @@ func startConnect(t *testing.T, plugin, topic, db, table string) *connectProc {
 		"consumer.auto.offset.reset=earliest",
 		"consumer.max.poll.records=200",
 	)
+	autoName, sinkName := testenv.Name("dbzauto"), testenv.Name("dbzsink")
 	auto := write("jdbc-sink-auto.properties",
-		"name="+testenv.Name("dbzauto"),
+		"name="+autoName,
 		"connector.class=io.debezium.connector.jdbc.JdbcSinkConnector",
 		"tasks.max=1",
 		"topics="+topic,
@@ -434,7 +479,7 @@ func startConnect(t *testing.T, plugin, topic, db, table string) *connectProc {
 		"use.time.zone=UTC",
 	)
 	connector := write("jdbc-sink.properties",
-		"name="+testenv.Name("dbzsink"),
+		"name="+sinkName,
 		"connector.class=io.debezium.connector.jdbc.JdbcSinkConnector",
 		"tasks.max=1",
 		"topics="+topic,
@@ -466,7 +511,7 @@ func startConnect(t *testing.T, plugin, topic, db, table string) *connectProc {
 	if java == "" {
 		java = "java"
 	}
-	c := &connectProc{}
+	c := &connectProc{groups: []string{"connect-" + sinkName, "connect-" + autoName}}
 	c.cmd = exec.Command(java, "-Xmx512m", "-XX:+UseSerialGC", "-Dlog4j2.configurationFile="+logCfg,
 		"-cp", filepath.Join(kafkaJars, "*"),
 		"org.apache.kafka.connect.cli.ConnectStandalone", worker, connector, auto)
