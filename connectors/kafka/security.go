@@ -152,19 +152,39 @@ func CheckSecurity(ctx context.Context, brokers []string, s Security) error {
 		d = &kafkago.Dialer{Timeout: 10 * time.Second, DualStack: true}
 	}
 	for _, b := range brokers {
-		c, err := d.DialContext(ctx, "tcp", b)
-		if err == nil {
-			// A request past the handshake: a plaintext client on a TLS
-			// listener, or one without SASL on a SASL listener, fails here.
-			_, err = c.Brokers()
-			c.Close()
-		}
-		if err == nil {
-			return nil
-		}
-		if explained := s.Explain(err); explained != err {
-			return fmt.Errorf("kafka: connect to %s: %w", b, explained)
+		// A broker that hangs up may be restarting: only one that does so
+		// three times running is taken for a TLS mismatch.
+		for attempt := 1; ; attempt++ {
+			err := try(ctx, d, b)
+			if err == nil {
+				return nil
+			}
+			explained := s.Explain(err)
+			if explained == err {
+				break
+			}
+			if !errors.Is(err, io.EOF) || attempt == 3 {
+				return fmt.Errorf("kafka: connect to %s: %w", b, explained)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
 		}
 	}
 	return nil
+}
+
+// try connects to one broker and asks it for the cluster's brokers: a
+// request past the handshake, where a plaintext client on a TLS listener,
+// or one without SASL on a SASL listener, fails.
+func try(ctx context.Context, d *kafkago.Dialer, broker string) error {
+	c, err := d.DialContext(ctx, "tcp", broker)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Brokers()
+	return err
 }
