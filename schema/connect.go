@@ -6,13 +6,16 @@ import "encoding/json"
 // built once per table shape and cached by the Encoder.
 
 type connectField struct {
-	Type     string          `json:"type"`
-	Optional bool            `json:"optional"`
-	Field    string          `json:"field,omitempty"`
-	Name     string          `json:"name,omitempty"`
-	Version  int             `json:"version,omitempty"`
-	Items    *connectField   `json:"items,omitempty"`
-	Fields   []*connectField `json:"fields,omitempty"`
+	Type     string `json:"type"`
+	Optional bool   `json:"optional"`
+	Field    string `json:"field,omitempty"`
+	Name     string `json:"name,omitempty"`
+	Version  int    `json:"version,omitempty"`
+	// Parameters and Default as Kafka Connect's JsonConverter writes them.
+	Parameters map[string]string `json:"parameters,omitempty"`
+	Default    any               `json:"default,omitempty"`
+	Items      *connectField     `json:"items,omitempty"`
+	Fields     []*connectField   `json:"fields,omitempty"`
 }
 
 // connectType maps a PostgreSQL type to a Kafka Connect schema.
@@ -90,16 +93,12 @@ func (e *Encoder) tableSchemas(t *Table) tableSchemas {
 	str := func(field string, optional bool) *connectField {
 		return &connectField{Type: "string", Optional: optional, Field: field}
 	}
-	source := &connectField{Type: "struct", Field: memberSource, Name: "io.debezium.connector.postgresql.Source", Fields: []*connectField{
-		str("version", false), str("connector", false), str("name", false),
-		{Type: "int64", Field: memberTsMs}, {Type: "int64", Optional: true, Field: memberTsUs}, str("snapshot", true), str("db", false),
-		str("schema", false), str("table", false),
-		{Type: "int64", Optional: true, Field: "txId"}, {Type: "int64", Optional: true, Field: memberLSN}, {Type: "int64", Optional: true, Field: memberCommitLSN},
-		{Type: "int64", Optional: true, Field: "xmin"},
-	}}
+	source := sourceSchema()
 	value := &connectField{Type: "struct", Name: base + ".Envelope", Fields: []*connectField{
 		rowSchema(memberBefore), rowSchema(memberAfter), source, str(memberOp, false),
 		{Type: "int64", Optional: true, Field: "ts_ms"},
+		{Type: "int64", Optional: true, Field: "ts_us"},
+		{Type: "int64", Optional: true, Field: "ts_ns"},
 		{Type: "struct", Optional: true, Field: memberTransaction, Name: "event.block", Fields: []*connectField{
 			str("id", false), {Type: "int64", Field: memberTotalOrder}, {Type: "int64", Field: "data_collection_order"},
 			{Type: "int64", Optional: true, Field: memberKeyOrder},
@@ -111,4 +110,29 @@ func (e *Encoder) tableSchemas(t *Table) tableSchemas {
 	s := tableSchemas{key: k, value: v}
 	e.schemas[t] = s
 	return s
+}
+
+// snapshotValues are the values Debezium declares for source.snapshot; scoop
+// writes "true", "false" and "incremental" of them.
+const snapshotValues = "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"
+
+// sourceSchema is the schema of the source block: Debezium's
+// io.debezium.connector.postgresql.Source, field for field and in its
+// order, then scoop's commit_lsn.
+func sourceSchema() *connectField {
+	str := func(field string, optional bool) *connectField {
+		return &connectField{Type: "string", Optional: optional, Field: field}
+	}
+	i64 := func(field string, optional bool) *connectField {
+		return &connectField{Type: "int64", Optional: optional, Field: field}
+	}
+	snapshot := &connectField{Type: "string", Optional: true, Field: "snapshot", Name: "io.debezium.data.Enum", Version: 1,
+		Parameters: map[string]string{"allowed": snapshotValues}, Default: SnapshotFalse}
+	return &connectField{Type: "struct", Field: memberSource, Name: "io.debezium.connector.postgresql.Source", Fields: []*connectField{
+		str("version", false), str("connector", false), str("name", false), i64(memberTsMs, false),
+		snapshot, str("db", false), str("sequence", true), i64(memberTsUs, true), i64("ts_ns", true),
+		str("schema", false), str("table", false),
+		i64("txId", true), i64(memberLSN, true), i64("xmin", true),
+		i64(memberCommitLSN, true),
+	}}
 }

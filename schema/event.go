@@ -29,13 +29,24 @@ const (
 	SnapshotIncremental = "incremental"
 )
 
+// Connector is source.connector. scoop's source block has the members and
+// meaning of Debezium's PostgreSQL connector, so it names that connector:
+// consumers that choose how to read source (lsn, txId, sequence) by it read
+// scoop's right. scoop's own version is in source.version.
+const Connector = "postgresql"
+
 // Source is the provenance block of an event.
 type Source struct {
-	LSN        uint64    // LSN of the change (or the snapshot's consistent point)
-	CommitLSN  uint64    // commit LSN of the transaction; with LSN it orders changes
-	TxID       uint32    // transaction id; 0 for snapshot rows
-	CommitTime time.Time // commit time of the transaction; snapshot start for snapshot rows
-	Snapshot   string    // SnapshotFalse, SnapshotTrue, SnapshotLast, SnapshotIncremental
+	LSN       uint64 // LSN of the change (or the snapshot's consistent point)
+	CommitLSN uint64 // commit LSN of the transaction; with LSN it orders changes
+	// LastCommitLSN is the commit LSN of the transaction the stream received
+	// before this change's (Debezium's lastCommitLsn, the first element of
+	// source.sequence); 0 when unknown: snapshot rows, and the first
+	// transaction after the stream started.
+	LastCommitLSN uint64
+	TxID          uint32    // transaction id; 0 for snapshot rows
+	CommitTime    time.Time // commit time of the transaction; snapshot start for snapshot rows
+	Snapshot      string    // SnapshotFalse, SnapshotTrue, SnapshotLast, SnapshotIncremental
 	// Order is the change's place in its transaction (1, 2, ...): with
 	// CommitLSN it is the change's position, unique and strictly increasing
 	// in source order (several rows of one COPY share an LSN). 0 for
@@ -142,40 +153,16 @@ func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 	if dst, err = e.appendRow(dst, ev.Table, ev.After); err != nil {
 		return dst, fmt.Errorf("after: %w", err)
 	}
-	dst = append(dst, `,"`+memberSource+`":{"version":`...)
-	dst = appendString(dst, []byte(e.cfg.Version))
-	dst = append(dst, `,"connector":"postgresql","name":`...)
-	dst = appendString(dst, []byte(e.cfg.Name))
-	dst = append(dst, `,"`+memberTsMs+`":`...)
-	dst = strconv.AppendInt(dst, ev.Source.CommitTime.UnixMilli(), 10)
-	dst = append(dst, `,"`+memberTsUs+`":`...)
-	dst = strconv.AppendInt(dst, ev.Source.CommitTime.UnixMicro(), 10)
-	dst = append(dst, `,"snapshot":`...)
-	snap := ev.Source.Snapshot
-	if snap == "" {
-		snap = SnapshotFalse
-	}
-	dst = appendString(dst, []byte(snap))
-	dst = append(dst, `,"db":`...)
-	dst = appendString(dst, []byte(e.cfg.Database))
-	dst = append(dst, `,"schema":`...)
-	dst = appendString(dst, []byte(ev.Table.Schema))
-	dst = append(dst, `,"table":`...)
-	dst = appendString(dst, []byte(ev.Table.Name))
-	dst = append(dst, `,"txId":`...)
-	if ev.Source.TxID == 0 {
-		dst = append(dst, "null"...)
-	} else {
-		dst = strconv.AppendUint(dst, uint64(ev.Source.TxID), 10)
-	}
-	dst = append(dst, `,"`+memberLSN+`":`...)
-	dst = strconv.AppendUint(dst, ev.Source.LSN, 10)
-	dst = append(dst, `,"`+memberCommitLSN+`":`...)
-	dst = strconv.AppendUint(dst, ev.Source.CommitLSN, 10)
-	dst = append(dst, `,"xmin":null},"`+memberOp+`":"`...)
+	dst = append(dst, `,"`+memberSource+`":`...)
+	dst = e.appendSource(dst, ev)
+	dst = append(dst, `,"`+memberOp+`":"`...)
 	dst = append(dst, byte(ev.Op))
 	dst = append(dst, `","ts_ms":`...)
 	dst = strconv.AppendInt(dst, now.UnixMilli(), 10)
+	dst = append(dst, `,"ts_us":`...)
+	dst = strconv.AppendInt(dst, now.UnixMicro(), 10)
+	dst = append(dst, `,"ts_ns":`...)
+	dst = strconv.AppendInt(dst, now.UnixNano(), 10)
 	dst = append(dst, `,"`+memberTransaction+`":`...)
 	dst = appendTransaction(dst, &ev.Source)
 	if unchanged := unchangedColumns(ev.Table, ev.After); len(unchanged) > 0 {
@@ -193,6 +180,64 @@ func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 		dst = append(dst, '}')
 	}
 	return dst, nil
+}
+
+// appendSource writes the source block with the members of Debezium's
+// PostgreSQL connector, in its order, then scoop's commit_lsn.
+func (e *Encoder) appendSource(dst []byte, ev *Event) []byte {
+	src := &ev.Source
+	dst = append(dst, `{"version":`...)
+	dst = appendString(dst, []byte(e.cfg.Version))
+	dst = append(dst, `,"connector":"`+Connector+`","name":`...)
+	dst = appendString(dst, []byte(e.cfg.Name))
+	dst = append(dst, `,"`+memberTsMs+`":`...)
+	dst = strconv.AppendInt(dst, src.CommitTime.UnixMilli(), 10)
+	dst = append(dst, `,"snapshot":`...)
+	snap := src.Snapshot
+	if snap == "" {
+		snap = SnapshotFalse
+	}
+	dst = appendString(dst, []byte(snap))
+	dst = append(dst, `,"db":`...)
+	dst = appendString(dst, []byte(e.cfg.Database))
+	dst = append(dst, `,"sequence":`...)
+	dst = appendString(dst, appendSequence(nil, src.LastCommitLSN, src.LSN))
+	dst = append(dst, `,"`+memberTsUs+`":`...)
+	dst = strconv.AppendInt(dst, src.CommitTime.UnixMicro(), 10)
+	dst = append(dst, `,"ts_ns":`...)
+	dst = strconv.AppendInt(dst, src.CommitTime.UnixNano(), 10)
+	dst = append(dst, `,"schema":`...)
+	dst = appendString(dst, []byte(ev.Table.Schema))
+	dst = append(dst, `,"table":`...)
+	dst = appendString(dst, []byte(ev.Table.Name))
+	dst = append(dst, `,"txId":`...)
+	if src.TxID == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = strconv.AppendUint(dst, uint64(src.TxID), 10)
+	}
+	dst = append(dst, `,"`+memberLSN+`":`...)
+	dst = strconv.AppendUint(dst, src.LSN, 10)
+	dst = append(dst, `,"xmin":null,"`+memberCommitLSN+`":`...)
+	dst = strconv.AppendUint(dst, src.CommitLSN, 10)
+	return append(dst, '}')
+}
+
+// appendSequence writes Debezium's source.sequence before it is quoted: a
+// JSON array of two strings, the last committed LSN (null when unknown) and
+// the change's LSN, as decimal numbers.
+func appendSequence(dst []byte, lastCommit, lsn uint64) []byte {
+	dst = append(dst, '[')
+	if lastCommit == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, '"')
+		dst = strconv.AppendUint(dst, lastCommit, 10)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `,"`...)
+	dst = strconv.AppendUint(dst, lsn, 10)
+	return append(dst, `"]`...)
 }
 
 func unchangedColumns(t *Table, row Row) []string {

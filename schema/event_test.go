@@ -52,7 +52,7 @@ func txt(s string) Value { return Value{Kind: Text, Data: []byte(s)} }
 func goldenEvents() (map[string]*Event, time.Time) {
 	commit := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	tbl := testTable()
-	src := Source{LSN: 123456, CommitLSN: 123999, TxID: 789, CommitTime: commit, Snapshot: SnapshotFalse, Order: 3, TableOrder: 2, KeyOrder: 1}
+	src := Source{LSN: 123456, CommitLSN: 123999, LastCommitLSN: 120000, TxID: 789, CommitTime: commit, Snapshot: SnapshotFalse, Order: 3, TableOrder: 2, KeyOrder: 1}
 	update := Event{Op: OpUpdate, Table: tbl,
 		Before: Row{txt("1"), {Kind: Absent}, {Kind: Absent}, {Kind: Absent}},
 		After:  Row{txt("1"), txt("a@example.com"), {Kind: Unchanged}, txt("10.50")},
@@ -93,5 +93,62 @@ func TestKeyWithoutKeyColumns(t *testing.T) {
 	_, err := enc.Key(nil, &Event{Op: OpCreate, Table: tbl, After: Row{txt("x")}})
 	if err == nil || err.Error() != "table public.logs has no key column" {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// source.sequence is Debezium's: a JSON array of two strings, the last
+// committed LSN (null when the stream does not know it) and the change's LSN.
+func TestSourceSequence(t *testing.T) {
+	enc := NewEncoder(EncoderConfig{Name: "scoop", Database: "monolith", Version: "test"}, testTypes)
+	for _, tc := range []struct {
+		last, lsn uint64
+		want      []*string
+	}{
+		{120000, 123456, []*string{ptr("120000"), ptr("123456")}},
+		{0, 123456, []*string{nil, ptr("123456")}},
+	} {
+		ev := Event{Op: OpCreate, Table: testTable(), After: Row{txt("1")}, Source: Source{LSN: tc.lsn, LastCommitLSN: tc.last, CommitTime: time.Unix(1, 0)}}
+		val, err := enc.Value(nil, &ev, time.Unix(2, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Source struct {
+				Sequence  string `json:"sequence"`
+				Connector string `json:"connector"`
+			} `json:"source"`
+		}
+		if err := json.Unmarshal(val, &v); err != nil {
+			t.Fatalf("%v\n%s", err, val)
+		}
+		var got []*string
+		if err := json.Unmarshal([]byte(v.Source.Sequence), &got); err != nil {
+			t.Fatalf("sequence %q is not a JSON array: %v", v.Source.Sequence, err)
+		}
+		if len(got) != 2 || !sameStr(got[0], tc.want[0]) || !sameStr(got[1], tc.want[1]) {
+			t.Errorf("last commit %d, lsn %d: sequence %s", tc.last, tc.lsn, v.Source.Sequence)
+		}
+		if v.Source.Connector != "postgresql" {
+			t.Errorf("connector %q", v.Source.Connector)
+		}
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+func sameStr(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+// A truncate is Debezium's: op "t", before and after null, the source block
+// naming the table, in the table's envelope schema.
+func TestTruncateGolden(t *testing.T) {
+	commit := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	ev := Event{Op: OpTruncate, Table: testTable(), Source: Source{LSN: 123456, CommitLSN: 123999, LastCommitLSN: 120000, TxID: 789, CommitTime: commit, Order: 1, TableOrder: 1, KeyOrder: 1}}
+	for _, schemas := range []bool{false, true} {
+		enc, suffix := goldenEncoder(schemas)
+		val, err := enc.Value(nil, &ev, commit.Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "truncate"+suffix+".value.json", val)
 	}
 }

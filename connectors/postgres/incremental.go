@@ -132,7 +132,7 @@ func (s *Source) emitChunk(enc *schema.Encoder, c *chunk, lsn uint64, tx *txStat
 		// they are as new as it (a sink orders them after every change
 		// before it, and after a truncate before it).
 		ev := schema.Event{Op: schema.OpRead, Table: c.table, After: row,
-			Source: schema.Source{LSN: lsn, CommitLSN: tx.commitLSN, TxID: tx.xid, CommitTime: tx.commitTime, Snapshot: schema.SnapshotIncremental}}
+			Source: schema.Source{LSN: lsn, CommitLSN: tx.commitLSN, LastCommitLSN: tx.lastCommit, TxID: tx.xid, CommitTime: tx.commitTime, Snapshot: schema.SnapshotIncremental}}
 		key, err := enc.Key(nil, &ev)
 		if err != nil {
 			return fmt.Errorf("incremental snapshot of %s: %w", c.table.QualifiedName(), err)

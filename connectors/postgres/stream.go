@@ -25,6 +25,7 @@ type txState struct {
 	xid        uint32
 	commitLSN  uint64
 	commitTime time.Time
+	lastCommit uint64            // commit LSN of the transaction received before (0: none since the start)
 	order      uint64            // changes emitted so far
 	tableOrder map[uint32]uint64 // per relation
 }
@@ -182,7 +183,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 		}
 	case *pglogrepl.BeginMessage:
 		clear(tx.tableOrder)
-		*tx = txState{open: true, xid: m.Xid, commitLSN: uint64(m.FinalLSN), commitTime: m.CommitTime, tableOrder: tx.tableOrder}
+		*tx = txState{open: true, xid: m.Xid, commitLSN: uint64(m.FinalLSN), commitTime: m.CommitTime, tableOrder: tx.tableOrder, lastCommit: tx.lastCommit}
 		s.keyOrder.Reset()
 	case *pglogrepl.OriginMessage:
 		if isOwnOrigin(m.Name, s.cfg.Origin) {
@@ -190,6 +191,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 		}
 	case *pglogrepl.CommitMessage:
 		tx.open = false
+		tx.lastCommit = uint64(m.CommitLSN)
 		s.stats.LastCommit.Store(m.CommitTime.UnixMilli())
 		s.stats.LastReceived.Store(time.Now().UnixMilli())
 		return send(pipeline.Item{Mark: uint64(m.TransactionEndLSN)})
@@ -235,7 +237,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, relations m
 			if !s.tables[TableName{t.Schema, t.Name}] {
 				continue
 			}
-			ev := schema.Event{Op: schema.OpTruncate, Table: t, Source: schema.Source{LSN: uint64(xld.WALStart), CommitLSN: tx.commitLSN, TxID: tx.xid, CommitTime: tx.commitTime}}
+			ev := schema.Event{Op: schema.OpTruncate, Table: t, Source: schema.Source{LSN: uint64(xld.WALStart), CommitLSN: tx.commitLSN, LastCommitLSN: tx.lastCommit, TxID: tx.xid, CommitTime: tx.commitTime}}
 			tx.position(id, &ev.Source)
 			// A chunk of an incremental snapshot read before the truncate
 			// must not be emitted after it.
@@ -328,7 +330,7 @@ func (s *Source) emit(ctx context.Context, relations map[uint32]*schema.Table, e
 		return nil
 	}
 	ev := schema.Event{Op: op, Table: t, Before: beforeRow(t, before), After: tupleRow(t, after),
-		Source: schema.Source{LSN: uint64(lsn), CommitLSN: tx.commitLSN, TxID: tx.xid, CommitTime: tx.commitTime, Snapshot: schema.SnapshotFalse}}
+		Source: schema.Source{LSN: uint64(lsn), CommitLSN: tx.commitLSN, LastCommitLSN: tx.lastCommit, TxID: tx.xid, CommitTime: tx.commitTime, Snapshot: schema.SnapshotFalse}}
 	if op == schema.OpDelete && ev.Before == nil {
 		return fmt.Errorf("delete on %s at %s carries no old key", t.QualifiedName(), lsn)
 	}
