@@ -36,6 +36,8 @@ type Config struct {
 	MappingsFile      string        `env:"SCOOP_MAPPINGS_FILE"`
 	EventSchemas      bool          `env:"SCOOP_EVENT_SCHEMAS" envDefault:"false"`
 	HeartbeatInterval time.Duration `env:"SCOOP_HEARTBEAT_INTERVAL" envDefault:"10s"`
+	// HeartbeatRecords: publish Debezium's heartbeat records (docs/events.md).
+	HeartbeatRecords  bool          `env:"SCOOP_HEARTBEAT_RECORDS" envDefault:"false"`
 	SnapshotWorkers   int           `env:"SCOOP_SNAPSHOT_WORKERS" envDefault:"2"`
 	SnapshotChunkRows int           `env:"SCOOP_SNAPSHOT_CHUNK_ROWS" envDefault:"10000"`
 	PGSinkMethod      string        `env:"SCOOP_PG_SINK_METHOD" envDefault:"copy"`

@@ -106,6 +106,9 @@ func Run(ctx context.Context, cfg *Config, version string) error {
 	g.Go(func() error { return d.admin.serve(gctx) })
 	g.Go(func() error { return d.admin.mon.run(gctx) })
 	g.Go(func() error { return d.supervise(gctx) })
+	if cfg.HeartbeatRecords {
+		g.Go(func() error { return d.publishHeartbeats(gctx) })
+	}
 	err = g.Wait()
 	if d.lease != nil {
 		d.lease.Release()
