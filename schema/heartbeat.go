@@ -15,8 +15,8 @@ func HeartbeatTopic(prefix string) string { return "__debezium-heartbeat." + pre
 // with Kafka Connect schemas when the encoder writes them.
 func (e *Encoder) Heartbeat(at time.Time) (key, value []byte) {
 	if e.cfg.Schemas {
-		key = append(key, `{"`+memberSchema+`":{"type":"struct","fields":[{"type":"string","optional":false,"field":"serverName"}],"optional":false,"name":"io.debezium.connector.common.ServerNameKey"},"`+memberPayload+`":`...)
-		value = append(value, `{"`+memberSchema+`":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.Heartbeat"},"`+memberPayload+`":`...)
+		key = append(key, `{"`+memberSchema+`":{"type":"struct","fields":[{"type":"string","optional":false,"field":"serverName"}],"optional":false,"name":"io.debezium.connector.common.ServerNameKey","version":1},"`+memberPayload+`":`...)
+		value = append(value, `{"`+memberSchema+`":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.Heartbeat","version":1},"`+memberPayload+`":`...)
 	}
 	key = append(key, `{"serverName":`...)
 	key = appendString(key, []byte(e.cfg.Name))

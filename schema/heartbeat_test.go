@@ -17,8 +17,8 @@ func TestHeartbeatRecord(t *testing.T) {
 	}{
 		{false, `{"serverName":"scoop"}`, `{"ts_ms":1795608000000}`},
 		{true,
-			`{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"serverName"}],"optional":false,"name":"io.debezium.connector.common.ServerNameKey"},"payload":{"serverName":"scoop"}}`,
-			`{"schema":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.Heartbeat"},"payload":{"ts_ms":1795608000000}}`},
+			`{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"serverName"}],"optional":false,"name":"io.debezium.connector.common.ServerNameKey","version":1},"payload":{"serverName":"scoop"}}`,
+			`{"schema":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.Heartbeat","version":1},"payload":{"ts_ms":1795608000000}}`},
 	} {
 		enc := NewEncoder(EncoderConfig{Name: "scoop", Schemas: tc.schemas}, testTypes)
 		key, value := enc.Heartbeat(at)
