@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,10 @@ type Store struct {
 	ReplicationFactor int
 }
 
+// keyspaceRe is what Cassandra accepts as a keyspace name, quoted or not;
+// checked up front so that a bad name stops the start, not each mapping.
+var keyspaceRe = regexp.MustCompile(`^[A-Za-z0-9_]{1,48}$`)
+
 // ParseURL parses cassandra://host[,host]:port/keyspace.
 func ParseURL(raw string) (Store, error) {
 	u, err := url.Parse(raw)
@@ -54,6 +59,9 @@ func ParseURL(raw string) (Store, error) {
 	st := Store{Port: 9042, Keyspace: strings.Trim(u.Path, "/"), ReplicationFactor: 1}
 	if st.Keyspace == "" {
 		return Store{}, fmt.Errorf("cassandra URL %q: no keyspace; use cassandra://host:9042/keyspace", raw)
+	}
+	if !keyspaceRe.MatchString(st.Keyspace) {
+		return Store{}, fmt.Errorf("cassandra URL %q: keyspace %q is not one Cassandra accepts: use 1 to 48 letters, digits or _", raw, st.Keyspace)
 	}
 	for _, h := range strings.Split(u.Host, ",") {
 		host, port, err := net.SplitHostPort(h)
