@@ -189,12 +189,15 @@ func TestUnchangedToast(t *testing.T) {
 	tbl, name := newTable(t, `CREATE TABLE %s (id int PRIMARY KEY, n int, big text)`)
 	c := testenv.Conn(t, "monolith")
 	testenv.Exec(t, c, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN big SET STORAGE EXTERNAL`, q(name)))
+	// The row is read by the snapshot; once its event is in Kafka the slot
+	// exists, so the update is streamed (a sleep instead raced the slot's
+	// creation under load, and the snapshot then read the updated row).
+	testenv.Exec(t, c, fmt.Sprintf(`INSERT INTO %s VALUES (1, 1, repeat('x', 100000))`, q(name)))
 	prefix, slot := testenv.Name("p"), testenv.Name("s")
 	testenv.DropSlot(t, slot)
 	startSource(t, prefix, slot, []postgres.TableName{tbl}, nil)
 	topic := pipeline.TopicFor(prefix, "public", name)
-	time.Sleep(500 * time.Millisecond)
-	testenv.Exec(t, c, fmt.Sprintf(`INSERT INTO %s VALUES (1, 1, repeat('x', 100000))`, q(name)))
+	waitEvents(t, topic, 1)
 	testenv.Exec(t, c, fmt.Sprintf(`UPDATE %s SET n = 2 WHERE id = 1`, q(name)))
 	evs := waitEvents(t, topic, 2)
 	upd := evs[len(evs)-1]
