@@ -200,17 +200,35 @@ BEGIN
 	RETURN NEW;
 END $$;
 CREATE OR REPLACE FUNCTION scoop.note_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-DECLARE k jsonb; p text;
+DECLARE k jsonb; p text; t text; r record; now_prev text;
 BEGIN
 	IF coalesce(current_setting('scoop.applying', true), '') <> '' THEN
 		RETURN NULL;
 	END IF;
+	t := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
 	IF TG_OP = 'DELETE' THEN
 		SELECT jsonb_object_agg(c, to_jsonb(OLD) -> c) INTO k FROM unnest(TG_ARGV[1:]) AS c;
 	ELSE
 		SELECT jsonb_object_agg(c, to_jsonb(NEW) -> c) INTO k FROM unnest(TG_ARGV[1:]) AS c;
 	END IF;
 	p := coalesce(current_setting('scoop.prev', true), '');
+	IF TG_OP = 'INSERT' THEN
+		-- An insert locks nothing before its row: scoop may have applied
+		-- a delete of the key between note_prev's read and the insert
+		-- (which waited for it). Then the write is made on top of that
+		-- delete, not of what note_prev sent: write the row again (a no-op
+		-- update), so that note_prev sends the version it is really made on
+		-- top of ahead of a change the other side can accept.
+		SELECT v.ts, v.side, v.xmin AS x INTO r FROM scoop.row_versions v WHERE v.tbl = t AND v.key = k;
+		IF FOUND AND r.x <> pg_current_xact_id()::xid THEN
+			now_prev := concat_ws(' ', coalesce(r.ts, scoop.commit_us(r.x)), r.side);
+			IF now_prev <> p THEN
+				EXECUTE format('UPDATE %I.%I AS t SET %I = t.%I WHERE %s', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[1], TG_ARGV[1],
+					(SELECT string_agg(format('t.%I = ($1).%I', c, c), ' AND ') FROM unnest(TG_ARGV[1:]) AS c)) USING NEW;
+				RETURN NULL;
+			END IF;
+		END IF;
+	END IF;
 	INSERT INTO scoop.row_versions (tbl, key, ts, side, deleted, prev_ts, prev_side)
 	VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k, NULL, TG_ARGV[0], TG_OP = 'DELETE',
 		nullif(split_part(p, ' ', 1), '')::bigint, nullif(split_part(p, ' ', 2), ''))
