@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -103,6 +104,10 @@ func (s *Source) syncPublication(ctx context.Context, conn *pgx.Conn) error {
 			ddl += " FOR TABLE " + quoteTables(tables)
 		}
 		if _, err := conn.Exec(ctx, ddl); err != nil {
+			if len(tables) > 0 && isInsufficientPrivilege(err) {
+				return fmt.Errorf("create publication %s: %w (fix: PostgreSQL lets only a table's owner publish it; as the owner of the mapped tables run CREATE PUBLICATION %s FOR TABLE %s; ALTER PUBLICATION %s OWNER TO %s (a role with CREATE on the database); scoop then uses it)",
+					s.cfg.Publication, err, pub, quoteTables(tables), pub, schema.QuoteIdent(conn.Config().User))
+			}
 			return fmt.Errorf("create publication %s: %w", s.cfg.Publication, err)
 		}
 		s.log.Info("created publication", "publication", s.cfg.Publication, "tables", len(tables))
@@ -138,6 +143,10 @@ func (s *Source) syncPublication(ctx context.Context, conn *pgx.Conn) error {
 	}
 	if len(add) > 0 {
 		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+quoteTables(add)); err != nil {
+			if isInsufficientPrivilege(err) {
+				return fmt.Errorf("add tables to publication %s: %w (fix: PostgreSQL lets only a table's owner publish it; as the owner of the tables run ALTER PUBLICATION %s ADD TABLE %s)",
+					s.cfg.Publication, err, pub, quoteTables(add))
+			}
 			return fmt.Errorf("add tables to publication %s: %w", s.cfg.Publication, err)
 		}
 		s.log.Info("added tables to publication", "tables", fmt.Sprint(add))
@@ -193,4 +202,11 @@ func (s *Source) heartbeat(ctx context.Context) {
 			s.stats.RetainedWAL.Store(retained)
 		}
 	}
+}
+
+// isInsufficientPrivilege: PostgreSQL refused for want of a privilege or
+// ownership (SQLSTATE 42501).
+func isInsufficientPrivilege(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42501"
 }
