@@ -123,8 +123,9 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 }
 
-// TestLeastPrivilegeRefusals: a missing privilege stops the mapping with an
-// error that says what to grant.
+// TestLeastPrivilegeRefusals: a missing privilege stops the source or the
+// mapping with an error that says what to grant: the source's role cannot
+// make the publication, the sink's cannot make replication origins.
 func TestLeastPrivilegeRefusals(t *testing.T) {
 	monoDB, svcDB := leastDatabases(t)
 	mono := testenv.Conn(t, monoDB)
@@ -135,15 +136,20 @@ func TestLeastPrivilegeRefusals(t *testing.T) {
 	source, sink := leastRoles(t, monoDB, svcDB, table, "")
 	e.env = setEnv(e.env, "SCOOP_SOURCE_URL", roleURL(monoDB, source))
 	e.env = setEnv(e.env, "SCOOP_STORE_ACCOUNTS_URL", roleURL(svcDB, sink))
+	// Nor may the sink's role make replication origins.
+	testenv.Exec(t, testenv.Conn(t, svcDB), "REVOKE EXECUTE ON FUNCTION pg_replication_origin_create(text) FROM "+schema.QuoteIdent(sink))
 	d := startProc(t, e.env)
 	pub, qt := schema.QuoteIdent(e.slot), schema.QuoteQualified("public", table)
 	want := "error=" + strconv.Quote(fmt.Sprintf("create publication %s: ERROR: must be owner of table %s (SQLSTATE 42501) (fix: PostgreSQL lets only a table's owner publish it; as the owner of the mapped tables run CREATE PUBLICATION %s FOR TABLE %s; ALTER PUBLICATION %s OWNER TO %s (a role with CREATE on the database); scoop then uses it)",
 		e.slot, table, pub, qt, pub, schema.QuoteIdent(source)))
+	sinkWant := "error=" + strconv.Quote(`mapping least: create replication origin "scoop" (needs superuser or EXECUTE on pg_replication_origin_create): ERROR: permission denied for function pg_replication_origin_create (SQLSTATE 42501)`)
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(d.logs(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log:\n%s", want, tail(d.logs(), 3000))
+	for _, want := range []string{want, sinkWant} {
+		for !strings.Contains(d.logs(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s in the log:\n%s", want, tail(d.logs(), 3000))
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
