@@ -153,3 +153,31 @@ func TestLeastPrivilegeRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestLeastPrivilegeOriginPosition: a sink role without EXECUTE on
+// pg_replication_origin_xact_setup takes the snapshot (no source position
+// to record) and pauses at the first streamed change, naming the function.
+func TestLeastPrivilegeOriginPosition(t *testing.T) {
+	monoDB, svcDB := leastDatabases(t)
+	mono := testenv.Conn(t, monoDB)
+	table := testenv.Name("least")
+	q := schema.QuoteIdent(table)
+	testenv.Exec(t, mono, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, amount numeric(12,2), note text)`, q))
+	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s SELECT g, g, 'n' || g FROM generate_series(1, 5) g`, q))
+	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: least\n    source: public.%s\n    store: accounts\n", table))
+	source, sink := leastRoles(t, monoDB, svcDB, table, e.slot)
+	testenv.Exec(t, testenv.Conn(t, svcDB), "REVOKE EXECUTE ON FUNCTION pg_replication_origin_xact_setup(pg_lsn, timestamptz) FROM "+schema.QuoteIdent(sink))
+	e.env = setEnv(e.env, "SCOOP_SOURCE_URL", roleURL(monoDB, source))
+	e.env = setEnv(e.env, "SCOOP_STORE_ACCOUNTS_URL", roleURL(svcDB, sink))
+	d := startProc(t, e.env)
+	waitEqual(t, d, "snapshot without xact_setup", pgOrders(t, monoDB, table), pgOrders(t, svcDB, table))
+	testenv.Exec(t, mono, fmt.Sprintf(`INSERT INTO %s VALUES (6, 6, 'streamed')`, q))
+	want := "error=" + strconv.Quote(`mapping least: set the origin's commit position (needs superuser or EXECUTE on pg_replication_origin_xact_setup): ERROR: permission denied for function pg_replication_origin_xact_setup (SQLSTATE 42501)`)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(d.logs(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in the log:\n%s", want, tail(d.logs(), 3000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

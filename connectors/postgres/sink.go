@@ -370,7 +370,7 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		// how far this store is.
 		if last := lastStreamed(apply); last != nil && !s.cfg.NoOrigin {
 			if _, err := tx.Exec(ctx, `SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2)`, formatLSN(last.CommitLSN), last.CommitTime); err != nil {
-				return fmt.Errorf("set the origin's commit position: %w", err)
+				return fmt.Errorf("mapping %s: set the origin's commit position (needs superuser or EXECUTE on pg_replication_origin_xact_setup): %w", s.cfg.Mapping, err)
 			}
 		}
 		var b pgx.Batch
