@@ -87,10 +87,14 @@ func (s Security) parts() (*tls.Config, sasl.Mechanism, error) {
 	return tlsCfg, mech, err
 }
 
-// Transport returns the producer/admin transport (nil for plaintext).
+// Transport returns a producer/admin transport of its own, also for
+// plaintext: kafka-go's default transport is shared by the whole process and
+// answers from a metadata cache (refreshed every 6 s) that does not know a
+// topic created since, so a replay right after a mapping's topic appeared
+// failed with "Unknown Topic Or Partition".
 func (s Security) Transport() (*kafkago.Transport, error) {
 	tlsCfg, mech, err := s.parts()
-	if err != nil || (tlsCfg == nil && mech == nil) {
+	if err != nil {
 		return nil, err
 	}
 	return &kafkago.Transport{TLS: tlsCfg, SASL: mech, DialTimeout: 10 * time.Second}, nil
