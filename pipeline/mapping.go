@@ -336,8 +336,8 @@ func (f *File) Validate(stores map[string]string) error {
 				bad("direction", fmt.Sprintf("mapping %q already writes table %q of store %q with direction both; its writes cannot go back to two monolith tables", prev, m.TargetTable(), m.Store), "keep direction: both on one of them")
 			}
 			reverseTargets[key] = m.Name
-			if m.Conflict != "" && m.Conflict != LastWriterWins {
-				bad("conflict", fmt.Sprintf("%s is not available with direction: both yet (a write of the losing side racing scoop's apply of a delete can be judged concurrent by mistake)", m.Conflict), "use conflict: last-writer-wins (see docs/reverse.md)")
+			if u, err := url.Parse(stores[strings.ToLower(m.Store)]); err == nil && u.Scheme == "cassandra" && m.Conflict != "" && m.Conflict != LastWriterWins {
+				bad("conflict", fmt.Sprintf("%s needs to know what each write was made on top of, which a Cassandra store cannot tell", m.Conflict), "use conflict: last-writer-wins with a Cassandra store (see docs/reverse.md)")
 			}
 		default:
 			bad("direction", fmt.Sprintf("unknown direction %q", m.Direction), "use forward or both")

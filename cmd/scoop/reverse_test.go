@@ -245,6 +245,14 @@ func TestReverseRaceLastWriterWins(t *testing.T) { race(t, "last-writer-wins", f
 // TestReverseRaceSurvivesKill: the race with scoop SIGKILLed mid-way.
 func TestReverseRaceSurvivesKill(t *testing.T) { race(t, "last-writer-wins", true) }
 
+// TestReverseRaceMonolithWins: the race under monolith-wins: the final row
+// of a key is the monolith's last write of it, unless the service wrote it
+// again later on top of that write.
+func TestReverseRaceMonolithWins(t *testing.T) { race(t, "monolith-wins", false) }
+
+// TestReverseRaceServiceWins: the same with the sides swapped.
+func TestReverseRaceServiceWins(t *testing.T) { race(t, "service-wins", false) }
+
 func race(t *testing.T, policy string, kill bool) {
 	const keys = 100
 	table := createTable(t, keys)
@@ -320,6 +328,10 @@ func race(t *testing.T, policy string, kill bool) {
 	}
 	t.Logf("%d writes on %d keys", n, len(last))
 	waitEqual(t, d, "race: monolith vs service", query(t, "monolith", mono), query(t, "service", svc))
+	if policy != "last-writer-wins" {
+		checkWinner(t, strings.TrimSuffix(policy, "-wins"), keys, byKey, query(t, "monolith", mono)())
+		return
+	}
 	var want []string
 	for k := 1; k <= keys; k++ {
 		w, ok := last[k]
@@ -334,6 +346,60 @@ func race(t *testing.T, policy string, kill bool) {
 	got := query(t, "monolith", mono)()
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("both sides agree but not on the last writer:\n%s", rowDiff(want, got))
+	}
+}
+
+// checkWinner checks the final rows against a policy where winner's writes
+// beat concurrent ones: a key holds the winner's last write of it, or a
+// later write of the other side (made on top of it); a key the winner
+// never wrote holds the other side's last write.
+func checkWinner(t *testing.T, winner string, keys int, byKey map[int][]write, rows []string) {
+	t.Helper()
+	final := map[int]string{} // absent: deleted
+	for _, r := range rows {
+		var k int
+		id, note, _ := strings.Cut(r, "|")
+		fmt.Sscan(id, &k)
+		final[k] = note
+	}
+	state := func(w write) (string, bool) { return w.note, !w.deleted }
+	bad := 0
+	for k := 1; k <= keys; k++ {
+		got, present := final[k]
+		var lastWin, lastAny *write
+		for i := range byKey[k] {
+			w := &byKey[k][i]
+			if w.side == winner && (lastWin == nil || w.ts > lastWin.ts) {
+				lastWin = w
+			}
+			if lastAny == nil || w.ts > lastAny.ts {
+				lastAny = w
+			}
+		}
+		allowed := []write{}
+		switch {
+		case lastAny == nil:
+			allowed = append(allowed, write{note: fmt.Sprintf("n%d", k)})
+		case lastWin == nil:
+			allowed = append(allowed, *lastAny)
+		default:
+			allowed = append(allowed, *lastWin)
+			for _, w := range byKey[k] {
+				if w.side != winner && w.ts > lastWin.ts {
+					allowed = append(allowed, w)
+				}
+			}
+		}
+		ok := false
+		for _, w := range allowed {
+			if note, exists := state(w); exists == present && (!exists || note == got) {
+				ok = true
+			}
+		}
+		if !ok && bad < 5 {
+			bad++
+			t.Errorf("key %d holds %q (present %v); allowed under %s-wins: %+v", k, got, present, winner, allowed)
+		}
 	}
 }
 

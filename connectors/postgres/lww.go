@@ -153,6 +153,20 @@ BEGIN
 	RAISE EXCEPTION 'scoop: the row was written while scoop applied an older change to it; retrying'
 		USING ERRCODE = '40001';
 END $$;
+-- tombstone_guard: a delete that found no row to delete records only its
+-- tombstone; if the row's version is now a live write that the statement's
+-- snapshot did not see (seen_xmin), an application inserted the row since,
+-- and the tombstone would be recorded over a row that stays: fail, retried
+-- with a snapshot that sees the row.
+CREATE OR REPLACE FUNCTION scoop.tombstone_guard(deleted boolean, now_xmin xid, seen_xmin xid)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	IF deleted OR now_xmin = seen_xmin THEN
+		RETURN true;
+	END IF;
+	RAISE EXCEPTION 'scoop: the row was written while scoop applied a delete of it; retrying'
+		USING ERRCODE = '40001';
+END $$;
 CREATE OR REPLACE FUNCTION scoop.note_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF coalesce(current_setting('scoop.applying', true), '') <> '' THEN
@@ -354,8 +368,13 @@ func (s *Sink) queueConflict(b *pgx.Batch, c *pipeline.Change) error {
 			scoop.row_versions.prev_ts, scoop.row_versions.prev_side, EXCLUDED.ts, EXCLUDED.side, ` + policy + `, ` + pts + `::bigint, ` + pside + `::text)`
 	rowExists := "EXISTS (SELECT 1 FROM " + s.table + " cur WHERE " + strings.Join(where, " AND ") + ")"
 	if c.Op == schema.OpDelete {
-		sql := fmt.Sprintf(`WITH d AS (DELETE FROM %s cur WHERE %s AND %s RETURNING 1) %s WHERE EXISTS (SELECT 1 FROM d) OR (NOT %s AND %s)%s`,
-			s.table, strings.Join(where, " AND "), wins("cur.xmin"), version(true), rowExists, wins("NULL"), onVersion)
+		// No row to delete: an application's insert of the key that
+		// committed since the snapshot wrote a live version (the side that
+		// gives way notes its writes); the tombstone must not go over it.
+		seen := `(SELECT v.xmin FROM scoop.row_versions v WHERE v.tbl = ` + tbl + ` AND v.key = ` + key + `)`
+		tombstone := ` AND (EXISTS (SELECT 1 FROM d) OR scoop.tombstone_guard(scoop.row_versions.deleted, scoop.row_versions.xmin, ` + seen + `))`
+		sql := fmt.Sprintf(`WITH d AS (DELETE FROM %s cur WHERE %s AND %s RETURNING 1) %s WHERE EXISTS (SELECT 1 FROM d) OR (NOT %s AND %s)%s%s`,
+			s.table, strings.Join(where, " AND "), wins("cur.xmin"), version(true), rowExists, wins("NULL"), onVersion, tombstone)
 		b.Queue(sql, args...)
 		return nil
 	}

@@ -14,6 +14,11 @@ import (
 
 func lwwSink(t *testing.T, side string) (*Sink, string) {
 	t.Helper()
+	return policySink(t, side, pipeline.LastWriterWins)
+}
+
+func policySink(t *testing.T, side string, policy pipeline.Conflict) (*Sink, string) {
+	t.Helper()
 	db := freshDatabase(t)
 	url := testenv.PGURL(db)
 	target := pipeline.Target{Table: "rows", Columns: []pipeline.Column{
@@ -21,7 +26,7 @@ func lwwSink(t *testing.T, side string) (*Sink, string) {
 		{Name: "note", Source: "note", SQLType: "text", BaseType: "text"},
 	}}
 	s, err := NewSink(context.Background(), SinkConfig{URL: url, Mapping: "lww", Topic: "lww", Target: target, NoOrigin: true,
-		Conflict: &Conflict{Side: side, Tag: "forward:lww"}})
+		Conflict: &Conflict{Side: side, Policy: policy, Tag: "forward:lww"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,21 +68,7 @@ func TestConflictApplyRacingDelete(t *testing.T) {
 	go func() {
 		applied <- s.Apply(ctx, []pipeline.Change{change(schema.OpUpdate, 1, 1, "older than the delete", old.Add(time.Minute))})
 	}()
-	watch := testenv.Conn(t, db)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting int
-		if err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("scoop's apply never waited for the application's delete")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForLockWait(t, db, "scoop's apply never waited for the application's delete")
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +80,74 @@ func TestConflictApplyRacingDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := watch.QueryRow(ctx, `SELECT count(*) FROM rows`).Scan(&n); err != nil {
+	if err := app.QueryRow(ctx, `SELECT count(*) FROM rows`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {
 		t.Fatalf("%d rows: the older write brought back the row the application deleted", n)
+	}
+}
+
+// waitForLockWait returns once a session of db waits for a lock.
+func waitForLockWait(t *testing.T, db, what string) {
+	t.Helper()
+	watch := testenv.Conn(t, db)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := watch.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Under monolith-wins, an application on the service inserts a row while
+// scoop applies the monolith's delete of it: the delete's snapshot sees no
+// row, so it would only record its tombstone, over the insert's version,
+// and the row would stay in the service while the monolith refuses the
+// insert (not made on top of the delete). The tombstone's write sees the
+// insert's version and fails the batch (retried); applied again, the
+// delete removes the row.
+func TestConflictDeleteRacingInsert(t *testing.T) {
+	ctx := context.Background()
+	s, db := policySink(t, SideService, pipeline.MonolithWins)
+	t0 := time.Now().Add(-time.Hour)
+	if err := s.Apply(ctx, []pipeline.Change{change(schema.OpCreate, 0, 1, "monolith", t0), change(schema.OpDelete, 1, 1, "", t0.Add(time.Second))}); err != nil {
+		t.Fatal(err)
+	}
+	app := testenv.Conn(t, db)
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, tx.Conn(), `INSERT INTO rows VALUES (1, 'service, concurrent')`)
+	del := change(schema.OpDelete, 2, 1, "", t0.Add(2*time.Second))
+	applied := make(chan error, 1)
+	go func() { applied <- s.Apply(ctx, []pipeline.Change{del}) }()
+	waitForLockWait(t, db, "scoop's delete never waited for the application's insert")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = <-applied
+	if err == nil || !strings.Contains(err.Error(), "the row was written while scoop applied a delete of it; retrying (SQLSTATE 40001)") {
+		t.Fatalf("delete racing the insert: %v", err)
+	}
+	if err := s.Apply(ctx, []pipeline.Change{del}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := app.QueryRow(ctx, `SELECT count(*) FROM rows`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows: the monolith's delete left the concurrent insert of the side that gives way", n)
 	}
 }
 
