@@ -16,13 +16,14 @@ import (
 	"github.com/scoop-cdc/scoop/schema"
 )
 
-// pgStore compares a PostgreSQL target. Both databases render each row as
-// the text of ROW(columns...) in the target's column types, in sessions with
-// the same settings (postgres.Connect); a range's hash is its count and the
-// sum of its rows' 64-bit hashes (hashtextextended), so no sort is needed.
-// Rows of a range that differs are compared by md5. The monolith's value of a converted column is cast to
-// the target type from the text the sink would have written (the value's
-// form in the change event), so equal data renders equal.
+// pgStore compares a PostgreSQL target. Both databases render each column
+// as its text in the target's column type, in sessions with the same
+// settings (postgres.Connect); a range's hash is its count and the sum of
+// its rows' 64-bit hashes (rowHash), so no sort is needed. Rows of a range
+// that differs are compared by md5 of ROW(columns...)::text. The monolith's
+// value of a converted column is cast to the target type from the text the
+// sink would have written (the value's form in the change event), so equal
+// data renders equal.
 type pgStore struct {
 	p        *plan
 	src, dst *pgx.Conn
@@ -34,7 +35,8 @@ type pgSide struct {
 	table   string   // quoted schema.table
 	keys    []string // quoted key columns, in target key order
 	keyOIDs []uint32
-	row     string // ROW(...)::text expression
+	row     string // ROW(...)::text expression, for md5 of single rows
+	hash    string // rowHash of the columns, for range sums
 	name    string // "monolith" or "target", for errors
 }
 
@@ -114,8 +116,24 @@ func (s *pgStore) prepare(ctx context.Context) error {
 	}
 	src.row = "ROW(" + strings.Join(srcExprs, ", ") + ")::text"
 	dst.row = "ROW(" + strings.Join(dstExprs, ", ") + ")::text"
+	src.hash, dst.hash = rowHash(srcExprs), rowHash(dstExprs)
 	s.side = [2]pgSide{src, dst}
 	return nil
+}
+
+// rowHash is a 64-bit hash of a row's columns, each in its text form
+// (bytewise: collation "C"), chained: each column's hash is seeded with the
+// hash of the columns before it, so the hash depends on every value and on
+// its place. A NULL hashes as the empty text under a seed with its lowest
+// bit flipped, so it differs from an empty string. It renders the same text
+// as ROW(...)::text without record_out's quoting pass, which costs as much as
+// the columns' own output (about half of the query's time).
+func rowHash(exprs []string) string {
+	seed := "0::int8"
+	for _, e := range exprs {
+		seed = fmt.Sprintf(`hashtextextended(coalesce((%[1]s)::text COLLATE "C", ''), %[2]s # ((%[1]s) IS NULL)::int::int8)`, e, seed)
+	}
+	return seed
 }
 
 // sourceExpr renders a monolith column as the target column holds it.
@@ -213,8 +231,8 @@ func (s *pgStore) rangeHash(ctx context.Context, conns [2]*pgx.Conn, side int, l
 	sd := &s.side[side]
 	conn := conns[side]
 	where, args, oids := sd.rangeWhere(lo, hi)
-	// A 64-bit hash of each row's text (bytewise: collation "C"), summed.
-	q := fmt.Sprintf(`SELECT count(*), coalesce(sum(hashtextextended(%s COLLATE "C", 0)), 0) FROM %s s%s`, sd.row, sd.table, where)
+	// A 64-bit hash of each row (rowHash), summed.
+	q := fmt.Sprintf(`SELECT count(*), coalesce(sum(%s), 0) FROM %s s%s`, sd.hash, sd.table, where)
 	rr := conn.PgConn().ExecParams(ctx, q, args, oids, nil, nil)
 	for rr.NextRow() {
 		v := rr.Values()
