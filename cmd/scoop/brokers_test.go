@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,27 +39,10 @@ func TestKafkaBrokerFailure(t *testing.T) {
 
 	mono := testenv.Conn(t, "monolith")
 	q := schema.QuoteIdent(table)
-	ctx, stop := context.WithCancel(context.Background())
-	var written atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w, err := pgx.Connect(context.Background(), testenv.PGURL("monolith"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer w.Close(context.Background())
-		for id := 1000; ctx.Err() == nil; id++ {
-			if _, err := w.Exec(context.Background(), fmt.Sprintf(`INSERT INTO %s VALUES ($1::int, $1::int, 'b', 's')`, q), id); err != nil {
-				t.Error(err)
-				return
-			}
-			written.Add(1)
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	defer func() { stop(); <-done }()
+	written := backgroundWriter(t, 10*time.Millisecond, func(ctx context.Context, c *pgx.Conn, i int) error {
+		_, err := c.Exec(ctx, fmt.Sprintf(`INSERT INTO %s VALUES ($1::int, $1::int, 'b', 's')`, q), 1000+i)
+		return err
+	})
 
 	stored := func() int {
 		var n int
@@ -80,7 +62,7 @@ func TestKafkaBrokerFailure(t *testing.T) {
 		for !cond() {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: not after %s (%d rows written, %d stored)\nscoop log tail:\n%s",
-					what, d, written.Load(), stored(), tail(p.logs(), 3000))
+					what, d, written.steps.Load(), stored(), tail(p.logs(), 3000))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -142,11 +124,11 @@ func TestKafkaBrokerFailure(t *testing.T) {
 	if err := mono.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&killedAt); err != nil {
 		t.Fatal(err)
 	}
-	before := written.Load()
+	before := written.steps.Load()
 	watch := time.Now()
 	// Ten seconds of writes with no way to meet acks=all: the slot must
 	// stay at or before killedAt the whole time.
-	for time.Since(watch) < 10*time.Second || written.Load() < before+100 {
+	for time.Since(watch) < 10*time.Second || written.steps.Load() < before+100 {
 		var past bool
 		var confirmed string
 		if err := mono.QueryRow(context.Background(), `SELECT confirmed_flush_lsn > $2::pg_lsn, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`,
@@ -158,16 +140,15 @@ func TestKafkaBrokerFailure(t *testing.T) {
 				confirmed, killedAt, tail(p.logs(), 3000))
 		}
 		if time.Since(watch) > 60*time.Second {
-			t.Fatalf("the monolith took no writes: %d rows in 60 s", written.Load()-before)
+			t.Fatalf("the monolith took no writes: %d rows in 60 s", written.steps.Load()-before)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("slot held at or before %s for %s while %d rows were written", killedAt, time.Since(watch).Round(100*time.Millisecond), written.Load()-before)
+	t.Logf("slot held at or before %s for %s while %d rows were written", killedAt, time.Since(watch).Round(100*time.Millisecond), written.steps.Load()-before)
 	k.Up(t, followers...)
-	atReturn := written.Load()
+	atReturn := written.steps.Load()
 	waitFor("rows written after the brokers returned arrive", 120*time.Second, func() bool { return int64(stored()) >= atReturn+20 })
-	stop()
-	<-done
+	written.stop()
 	waitEqual(t, p, "after two broker failures", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
-	t.Logf("%d rows written across the broker failures, all in the store", written.Load())
+	t.Logf("%d rows written across the broker failures, all in the store", written.steps.Load())
 }

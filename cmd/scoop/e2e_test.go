@@ -300,24 +300,11 @@ func TestSinkKilledMidBatch(t *testing.T) {
 		CREATE FUNCTION %[2]s() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.reapplied := OLD.reapplied + 1; RETURN NEW; END $$;
 		CREATE TRIGGER count_reapply BEFORE UPDATE ON %[1]s FOR EACH ROW EXECUTE FUNCTION %[2]s()`, schema.QuoteIdent(table), schema.QuoteIdent(table+"_fn")))
 	e := newE2E(t, fmt.Sprintf("mappings:\n  - name: kill-pg\n    source: public.%[1]s\n    store: accounts\n  - name: kill-cass\n    source: public.%[1]s\n    store: orders\n", table))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w, err := pgx.Connect(context.Background(), testenv.PGURL("monolith"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer w.Close(context.Background())
-		for next := 1; ctx.Err() == nil; next += 100 {
-			if _, err := w.Exec(context.Background(), fmt.Sprintf(`INSERT INTO %s SELECT g, g / 2.0, 'n' || g FROM generate_series(%d, %d) g`, schema.QuoteIdent(table), next, next+99)); err != nil {
-				t.Error(err)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
+	w := backgroundWriter(t, 10*time.Millisecond, func(ctx context.Context, c *pgx.Conn, i int) error {
+		next := 1 + 100*i
+		_, err := c.Exec(ctx, fmt.Sprintf(`INSERT INTO %s SELECT g, g / 2.0, 'n' || g FROM generate_series(%d, %d) g`, schema.QuoteIdent(table), next, next+99))
+		return err
+	})
 	d := startProc(t, e.env)
 	time.Sleep(3 * time.Second)
 	d.kill()
@@ -326,8 +313,7 @@ func TestSinkKilledMidBatch(t *testing.T) {
 	d.kill()
 	d = startProc(t, e.env)
 	time.Sleep(time.Second)
-	cancel()
-	<-done
+	w.stop()
 	waitEqual(t, d, "killed -> PostgreSQL", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
 	waitEqual(t, d, "killed -> Cassandra", pgOrders(t, "monolith", table), cassandraRows(t, e.keyspace, table))
 	var total, reapplied int

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -47,26 +46,10 @@ func TestSourceLeadership(t *testing.T) {
 		t.Fatalf("the standby streams while the leader runs:\n%s", tail(b.logs(), 2000))
 	}
 
-	ctx, stop := context.WithCancel(context.Background())
-	var written atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w, err := pgx.Connect(context.Background(), testenv.PGURL("monolith"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer w.Close(context.Background())
-		for id := 1000; ctx.Err() == nil; id++ {
-			if _, err := w.Exec(context.Background(), fmt.Sprintf(`INSERT INTO %s VALUES ($1, $2, 'lead')`, schema.QuoteIdent(table)), id, id); err != nil {
-				t.Error(err)
-				return
-			}
-			written.Add(1)
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	written := backgroundWriter(t, 5*time.Millisecond, func(ctx context.Context, c *pgx.Conn, i int) error {
+		_, err := c.Exec(ctx, fmt.Sprintf(`INSERT INTO %s VALUES ($1, $2, 'lead')`, schema.QuoteIdent(table)), 1000+i, 1000+i)
+		return err
+	})
 
 	a.kill()
 	took := waitLog(t, b, `msg="took over the source"`, 10*time.Second)
@@ -87,10 +70,9 @@ func TestSourceLeadership(t *testing.T) {
 	took = waitLog(t, c, `msg="took over the source"`, 10*time.Second)
 	t.Logf("standby took over %s after the lease session was terminated", took.Round(10*time.Millisecond))
 	time.Sleep(500 * time.Millisecond)
-	stop()
-	<-done
+	written.stop()
 	waitEqual(t, c, "after two takeovers", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
-	t.Logf("%d rows written across two takeovers, all in the store", written.Load())
+	t.Logf("%d rows written across two takeovers, all in the store", written.steps.Load())
 }
 
 // TestRollingRestart: three instances under a steady write load into both
@@ -125,36 +107,21 @@ func TestRollingRestart(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w, err := pgx.Connect(context.Background(), testenv.PGURL("monolith"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer w.Close(context.Background())
-		q := schema.QuoteIdent(table)
-		for id := 1000; ctx.Err() == nil; id += 3 {
-			// Inserts, an update of an earlier row and a delete, in one transaction.
-			err := pgx.BeginFunc(context.Background(), w, func(tx pgx.Tx) error {
-				if _, err := tx.Exec(context.Background(), fmt.Sprintf(`INSERT INTO %s SELECT g, g, 'r' FROM generate_series($1::int, $1::int + 2) g`, q), id); err != nil {
-					return err
-				}
-				if _, err := tx.Exec(context.Background(), fmt.Sprintf(`UPDATE %s SET note = 'updated' WHERE id = $1`, q), id-30); err != nil {
-					return err
-				}
-				_, err := tx.Exec(context.Background(), fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, q), id-61)
+	q := schema.QuoteIdent(table)
+	written := backgroundWriter(t, 10*time.Millisecond, func(ctx context.Context, c *pgx.Conn, i int) error {
+		id := 1000 + 3*i
+		// Inserts, an update of an earlier row and a delete, in one transaction.
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s SELECT g, g, 'r' FROM generate_series($1::int, $1::int + 2) g`, q), id); err != nil {
 				return err
-			})
-			if err != nil {
-				t.Error(err)
-				return
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET note = 'updated' WHERE id = $1`, q), id-30); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, q), id-61)
+			return err
+		})
+	})
 	for i := range procs {
 		time.Sleep(2 * time.Second)
 		procs[i].cmd.Process.Signal(syscall.SIGTERM)
@@ -164,8 +131,7 @@ func TestRollingRestart(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	procs[1].kill()
 	time.Sleep(2 * time.Second)
-	stop()
-	<-done
+	written.stop()
 	waitEqual(t, procs[2], "rolling restart -> PostgreSQL", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
 	waitEqual(t, procs[2], "rolling restart -> Cassandra", pgOrders(t, "monolith", table), cassandraRows(t, e.keyspace, table))
 	// Converged stores could still hide a change dead-lettered and then

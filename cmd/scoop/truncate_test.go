@@ -47,29 +47,16 @@ func truncateReloads(t *testing.T, instances int) {
 	rnd := rand.New(rand.NewSource(1))
 	reload := 0
 	for round := 1; round <= 3; round++ {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			w, err := pgx.Connect(context.Background(), testenv.PGURL("monolith"))
-			if err != nil {
-				t.Error(err)
-				return
+		w := backgroundWriter(t, 0, func(ctx context.Context, c *pgx.Conn, n int) error {
+			if _, err := c.Exec(ctx, fmt.Sprintf(`INSERT INTO %s VALUES ($1, $2, 'writer') ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, note = 'writer'`, q), 1+rnd.Intn(800), n); err != nil {
+				return err
 			}
-			defer w.Close(context.Background())
-			for n := 0; ctx.Err() == nil; n++ {
-				if _, err := w.Exec(context.Background(), fmt.Sprintf(`INSERT INTO %s VALUES ($1, $2, 'writer') ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, note = 'writer'`, q), 1+rnd.Intn(800), n); err != nil {
-					t.Error(err)
-					return
-				}
-				if n%5 == 0 {
-					if _, err := w.Exec(context.Background(), fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, q), 1+rnd.Intn(800)); err != nil {
-						t.Error(err)
-						return
-					}
-				}
+			if n%5 != 0 {
+				return nil
 			}
-		}()
+			_, err := c.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = $1`, q), 1+rnd.Intn(800))
+			return err
+		})
 		for i := 0; i < 2; i++ {
 			reload++
 			// Pace the reloads so that the writer's changes fall between them.
@@ -77,8 +64,7 @@ func truncateReloads(t *testing.T, instances int) {
 			testenv.Exec(t, mono, fmt.Sprintf(`BEGIN; TRUNCATE %[1]s; INSERT INTO %[1]s SELECT g, g + %[2]d, 'reload %[2]d' FROM generate_series(1, 600) g; COMMIT`, q, reload))
 		}
 		time.Sleep(300 * time.Millisecond)
-		cancel()
-		<-done
+		w.stop()
 		what := fmt.Sprintf("round %d", round)
 		waitEqual(t, d, what+" -> PostgreSQL", pgOrders(t, "monolith", table), pgOrders(t, "service", table))
 		waitEqual(t, d, what+" -> Cassandra", pgOrders(t, "monolith", table), cassandraRows(t, e.keyspace, table))
