@@ -1,13 +1,10 @@
 package testenv
 
 import (
-	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -60,16 +57,7 @@ func (k *Kafka1) Up(t testing.TB) {
 	t.Logf("private Kafka on %s up in %s", k.Addr(), time.Since(start).Round(100*time.Millisecond))
 }
 
-func (k *Kafka1) stack(args ...string) error {
-	cmd := exec.Command(filepath.Join(Root(), "scripts", "stack"), args...)
-	cmd.Dir = Root()
-	cmd.Env = append(os.Environ(), k.env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("scripts/stack %s (private Kafka): %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
+func (k *Kafka1) stack(args ...string) error { return stackWith("private Kafka", k.env, args...) }
 
 // freePortPair finds a port p, below the ephemeral range, with p and p+1
 // free (the broker and its controller).

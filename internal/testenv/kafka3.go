@@ -149,13 +149,4 @@ func (k *Kafka3) ActiveController(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("describe the controller quorum: no LeaderId in\n%s", out)
 }
 
-func (k *Kafka3) stack(args ...string) error {
-	cmd := exec.Command(filepath.Join(Root(), "scripts", "stack"), args...)
-	cmd.Dir = Root()
-	cmd.Env = append(os.Environ(), k.env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("scripts/stack %s (three-node Kafka): %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
+func (k *Kafka3) stack(args ...string) error { return stackWith("three-node Kafka", k.env, args...) }

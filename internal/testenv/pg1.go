@@ -3,10 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -51,13 +48,4 @@ func (p *PG1) URL(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.port, db)
 }
 
-func (p *PG1) stack(args ...string) error {
-	cmd := exec.Command(filepath.Join(Root(), "scripts", "stack"), args...)
-	cmd.Dir = Root()
-	cmd.Env = append(os.Environ(), p.env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("scripts/stack %s (private PostgreSQL): %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
+func (p *PG1) stack(args ...string) error { return stackWith("private PostgreSQL", p.env, args...) }

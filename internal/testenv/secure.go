@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -77,15 +76,8 @@ func StartSecure(t testing.TB) *Secure {
 }
 
 func secureStack(args ...string) error {
-	cmd := exec.Command(filepath.Join(Root(), "scripts", "stack"), append(args, "--secure")...)
-	cmd.Dir = Root()
-	cmd.Env = append(os.Environ(), "SCOOP_SECURE_STACK_DIR="+SecureDir(),
-		"SCOOP_STACK_JARS="+env("SCOOP_STACK_JARS", filepath.Join(stackDir(), "jars")))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("scripts/stack %s --secure: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
+	return stackWith("", []string{"SCOOP_SECURE_STACK_DIR=" + SecureDir(),
+		"SCOOP_STACK_JARS=" + env("SCOOP_STACK_JARS", filepath.Join(stackDir(), "jars"))}, append(args, "--secure")...)
 }
 
 // Get is one value of secure.env, e.g. SCOOP_SECURE_PG_PASSWORD.

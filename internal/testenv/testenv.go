@@ -98,12 +98,21 @@ func StackUp() error {
 }
 
 // Stack runs scripts/stack with args (e.g. "down", "cassandra").
-func Stack(args ...string) error {
+func Stack(args ...string) error { return stackWith("", nil, args...) }
+
+// stackWith runs scripts/stack with args and env added to the environment
+// (a private stack's directory and ports); which names that stack in the
+// error.
+func stackWith(which string, env []string, args ...string) error {
 	cmd := exec.Command(filepath.Join(Root(), "scripts", "stack"), args...)
 	cmd.Dir = Root()
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("scripts/stack %s: %w\n%s", strings.Join(args, " "), err, out)
+		if which != "" {
+			which = " (" + which + ")"
+		}
+		return fmt.Errorf("scripts/stack %s%s: %w\n%s", strings.Join(args, " "), which, err, out)
 	}
 	return nil
 }
