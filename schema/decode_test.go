@@ -242,3 +242,69 @@ func BenchmarkDecodeChange(b *testing.B) {
 		})
 	}
 }
+
+// Kafka Connect wrapping that is not exactly scoop's layout leaves the
+// one-comparison path and is read as encoding/json reads it.
+func TestDecodeConnectLayouts(t *testing.T) {
+	schema := `{"type":"struct","optional":false,"name":"p.public.layouts.Envelope","fields":[{"type":"string","field":"op"}]}`
+	keySchema := `{"type":"struct","optional":false,"name":"p.public.layouts.Key","fields":[{"type":"int64","field":"id"}]}`
+	key := `{"schema":` + keySchema + `,"payload":{"id":1}}`
+	for _, val := range []string{
+		// scoop's layout, twice: the second time its schema is a kept one.
+		`{"schema":` + schema + `,"payload":{"after":{"id":1},"op":"c","source":{"ts_ms":1}}}`,
+		`{"schema":` + schema + `,"payload":{"after":{"id":1},"op":"c","source":{"ts_ms":1}}}`,
+		// A kept schema followed by a member that only folds to payload.
+		`{"schema":` + schema + `,"PAYLOAD":{"after":{"id":1},"op":"c","source":{"ts_ms":1}}}`,
+		// A later payload member wins.
+		`{"schema":` + schema + `,"payload":{"after":{"id":2},"op":"c","source":{"ts_ms":1}},"payload":{"after":{"id":1},"op":"u","source":{"ts_ms":2}}}`,
+		// Spacing, and a schema that starts like the kept one.
+		`{"schema":` + schema[:len(schema)-1] + `,"doc":"x"}` + `,"payload": {"after":{"id":1},"op":"c","source":{"ts_ms":1}} }`,
+		`{"schema": ` + schema + ` ,"payload":{"after":{"id":1},"op":"c","source":{"ts_ms":1}}}`,
+	} {
+		got, ok, err := DecodeChange([]byte(key), []byte(val))
+		if err != nil || !ok {
+			t.Fatalf("%s: %v %v", val, ok, err)
+		}
+		std, _, err := decodeStandard([]byte(key), []byte(val))
+		if err != nil {
+			t.Fatalf("standard: %v", err)
+		}
+		a, _ := json.Marshal(got)
+		b, _ := json.Marshal(std)
+		if string(a) != string(b) {
+			t.Fatalf("decoders differ on %s:\ngot %s\nstd %s", val, a, b)
+		}
+	}
+	kept := map[string]bool{}
+	for _, s := range *schemaCache.Load() {
+		kept[string(s)] = true
+	}
+	if !kept[schema] || !kept[keySchema] {
+		t.Fatalf("the key and value schemas are not kept: %v", kept)
+	}
+	// Bytes after the payload: refused with encoding/json's words.
+	_, _, err := DecodeChange([]byte(key), []byte(`{"schema":`+schema+`,"payload":{"after":{"id":1},"op":"c","source":{"ts_ms":1}}}}`))
+	if err == nil || err.Error() != `decode event value: invalid character '}' after top-level value` {
+		t.Fatalf("got %v", err)
+	}
+	_, _, err = DecodeChange([]byte(`{"schema":`+keySchema+`,"payload":{"id":1}},`), []byte(`{"schema":`+schema+`,"payload":{"after":{"id":1},"op":"c","source":{"ts_ms":1}}}`))
+	if err == nil || err.Error() != `decode event key: invalid character ',' after top-level value` {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// At most schemaCacheSize schemas are kept, the newest.
+func TestKeptSchemasBounded(t *testing.T) {
+	var last string
+	for i := range schemaCacheSize + 8 {
+		last = fmt.Sprintf(`{"type":"struct","optional":false,"name":"p.public.bounded%03d.Envelope","fields":[]}`, i)
+		val := `{"schema":` + last + `,"payload":{"after":{"id":1},"op":"c","source":{"ts_ms":1}}}`
+		if _, ok, err := DecodeChange([]byte(`{"id":1}`), []byte(val)); err != nil || !ok {
+			t.Fatalf("%s: %v %v", val, ok, err)
+		}
+	}
+	kept := *schemaCache.Load()
+	if len(kept) != schemaCacheSize || string(kept[len(kept)-1]) != last {
+		t.Fatalf("kept %d schemas, the last %s", len(kept), kept[len(kept)-1])
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -143,12 +144,73 @@ func rawObject(b []byte) (map[string]json.RawMessage, error) {
 	if string(b) == "null" {
 		return nil, nil
 	}
-	m := make(map[string]json.RawMessage, 16)
-	err := eachMember(b, func(k []byte, v []byte) error {
-		m[intern(k)] = v
+	// The members are gathered first so that the map is made at its size
+	// (a map of up to 8 is two allocations, a larger hint four or more).
+	type member struct {
+		name string
+		val  []byte
+	}
+	var buf [32]member
+	ms := buf[:0]
+	if err := eachMember(b, func(k []byte, v []byte) error {
+		ms = append(ms, member{intern(k), v})
 		return nil
-	})
-	return m, err
+	}); err != nil {
+		return nil, err
+	}
+	m := make(map[string]json.RawMessage, len(ms))
+	for _, x := range ms {
+		m[x.name] = x.val
+	}
+	return m, nil
+}
+
+// nameSet reads an array of strings (unchanged's column names) as a set,
+// nil when it is empty.
+func nameSet(b []byte) (map[string]bool, error) {
+	var buf [16]string
+	names := buf[:0]
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return nil, errScan
+	}
+	i = skipSpace(b, i+1)
+	for i < len(b) && b[i] != ']' {
+		if len(names) > 0 {
+			if b[i] != ',' {
+				return nil, errScan
+			}
+			i = skipSpace(b, i+1)
+		}
+		if i >= len(b) || b[i] != '"' {
+			return nil, errScan
+		}
+		end, escaped, err := skipString(b, i)
+		if err != nil {
+			return nil, err
+		}
+		name := b[i+1 : end-1]
+		if escaped || !utf8.Valid(name) {
+			var n string
+			if err := json.Unmarshal(b[i:end], &n); err != nil {
+				return nil, errScan
+			}
+			name = []byte(n)
+		}
+		names = append(names, intern(name))
+		i = skipSpace(b, end)
+	}
+	if i >= len(b) || skipSpace(b, i+1) != len(b) {
+		return nil, errScan
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return set, nil
 }
 
 // Column names repeat in every event: intern them instead of allocating a
@@ -177,9 +239,11 @@ func intern(k []byte) string {
 // skipped over, never decoded (it is the same for every event of a table
 // version), and the payload is decoded as the envelope.
 func decodeFast(key, value []byte) (c Change, err error) {
-	c, payload, err := decodeEnvelope(value)
-	if err != nil {
-		return c, errScan
+	payload, ok := splitConnect(value)
+	if !ok {
+		if c, payload, err = decodeEnvelope(value); err != nil {
+			return c, errScan
+		}
 	}
 	if payload != nil {
 		// unwrapConnect unwraps once: a payload that is itself wrapped is
@@ -189,7 +253,9 @@ func decodeFast(key, value []byte) (c Change, err error) {
 		}
 	}
 	if key != nil && c.Op != OpTruncate {
-		if key, err = connectPayload(key); err != nil {
+		if p, ok := splitConnect(key); ok {
+			key = p
+		} else if key, err = connectPayload(key); err != nil {
 			return c, errScan
 		}
 		if c.Key, err = rawObject(key); err != nil {
@@ -259,16 +325,9 @@ func decodeEnvelope(value []byte) (c Change, payload []byte, err error) {
 			if string(v) == "null" {
 				return nil
 			}
-			var names []string
-			if err := json.Unmarshal(v, &names); err != nil {
-				return errScan
-			}
-			if len(names) > 0 {
-				c.Unchanged = make(map[string]bool, len(names))
-			}
-			for _, n := range names {
-				c.Unchanged[n] = true
-			}
+			unchanged, err := nameSet(v)
+			c.Unchanged = unchanged
+			return err
 		case memberSchema:
 			// Skipped by eachMember without being decoded; only an exact
 			// name wraps (unwrapConnect), a folded one is ignored as
@@ -335,3 +394,85 @@ func fold(k []byte) string {
 
 // knownNames are the members the decoders read (see envelope.go).
 var knownNames = []string{memberOp, memberAfter, memberSource, memberTransaction, memberUnchanged, memberSchema, memberPayload, memberTsMs, memberTsUs, memberLSN, memberCommitLSN, memberTotalOrder, memberKeyOrder}
+
+// Kafka Connect's wrapping as scoop writes it: exactly these bytes before
+// the schema, between it and the payload, and a closing brace after it.
+const (
+	connectPrefix = `{"` + memberSchema + `":`
+	connectMiddle = `,"` + memberPayload + `":`
+)
+
+// splitConnect returns the payload of b when b is Kafka Connect's wrapping
+// in scoop's layout, {"schema":S,"payload":P} with nothing else around,
+// without decoding S or scanning P; ok=false leaves b to the general path
+// (decodeEnvelope, connectPayload), which reads any member order and
+// spacing. P is returned unchecked: the caller decodes it with eachMember,
+// which refuses anything but one object.
+func splitConnect(b []byte) (payload []byte, ok bool) {
+	if len(b) < len(connectPrefix)+len(connectMiddle)+2 || string(b[:len(connectPrefix)]) != connectPrefix {
+		return nil, false
+	}
+	end, ok := skipSchema(b, len(connectPrefix))
+	if !ok || len(b)-end < len(connectMiddle)+2 || string(b[end:end+len(connectMiddle)]) != connectMiddle || b[len(b)-1] != '}' {
+		return nil, false
+	}
+	payload = b[end+len(connectMiddle) : len(b)-1]
+	if len(payload) == 0 || payload[0] != '{' {
+		return nil, false
+	}
+	return payload, true
+}
+
+// The schema member of every event of a table version is the same bytes
+// (the Encoder renders it once per table shape), so the schemas seen last
+// are kept and an event's schema is skipped with one comparison instead of
+// a scan. Copy-on-write: lookups take no lock.
+const (
+	schemaCacheSize = 32       // schemas kept (key and value of 16 tables)
+	schemaCacheMin  = 64       // shorter schemas are scanned, not kept
+	schemaCacheMax  = 64 << 10 // longer ones too: bounded memory
+)
+
+var (
+	schemaCache   atomic.Pointer[[][]byte]
+	schemaCacheMu sync.Mutex
+)
+
+// skipSchema returns the index after the JSON value starting at b[i]. A
+// value equal to a kept schema is that schema (skipValue's end depends only
+// on the bytes it passed), so comparing the bytes is enough.
+func skipSchema(b []byte, i int) (int, bool) {
+	rest := b[i:]
+	if kept := schemaCache.Load(); kept != nil {
+		for _, s := range *kept {
+			if len(rest) > len(s) && string(rest[:len(s)]) == string(s) {
+				return i + len(s), true
+			}
+		}
+	}
+	end, err := skipValue(b, i)
+	if err != nil || b[i] != '{' {
+		return 0, false
+	}
+	if n := end - i; n >= schemaCacheMin && n <= schemaCacheMax {
+		keepSchema(b[i:end])
+	}
+	return end, true
+}
+
+// keepSchema adds a copy of s to the kept schemas, dropping the oldest.
+func keepSchema(s []byte) {
+	schemaCacheMu.Lock()
+	defer schemaCacheMu.Unlock()
+	var kept [][]byte
+	if old := schemaCache.Load(); old != nil {
+		kept = *old
+	}
+	if len(kept) >= schemaCacheSize {
+		kept = kept[1:]
+	}
+	next := make([][]byte, len(kept), len(kept)+1)
+	copy(next, kept)
+	next = append(next, bytes.Clone(s))
+	schemaCache.Store(&next)
+}
