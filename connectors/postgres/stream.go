@@ -388,13 +388,13 @@ func (s *Source) keyChange(ctx context.Context, enc *schema.Encoder, tx *txState
 func (s *Source) publish(enc *schema.Encoder, tx *txState, rel uint32, ev *schema.Event, send func(pipeline.Item) error) error {
 	t := ev.Table
 	topic := s.cfg.Topic(t.Schema, t.Name)
-	key, err := enc.Key(nil, ev)
+	key, err := enc.Key(make([]byte, 0, enc.KeyCap(t)), ev)
 	if err != nil {
 		return fmt.Errorf("encode change of %s at %s: %w", t.QualifiedName(), pglogrepl.LSN(ev.Source.LSN), err)
 	}
 	tx.position(rel, &ev.Source)
 	ev.Source.KeyOrder = s.keyOrder.Next(topic, key)
-	val, err := enc.Value(make([]byte, 0, 256), ev, time.Now())
+	val, err := enc.Value(make([]byte, 0, enc.ValueCap(t)), ev, time.Now())
 	if err != nil {
 		return fmt.Errorf("encode change of %s at %s: %w", t.QualifiedName(), pglogrepl.LSN(ev.Source.LSN), err)
 	}
