@@ -250,8 +250,10 @@ func TestReverseRaceSurvivesKill(t *testing.T) { race(t, "last-writer-wins", tru
 // again later on top of that write.
 func TestReverseRaceMonolithWins(t *testing.T) { race(t, "monolith-wins", false) }
 
-// TestReverseRaceServiceWins: the same with the sides swapped.
-func TestReverseRaceServiceWins(t *testing.T) { race(t, "service-wins", false) }
+// TestReverseRaceServiceWins: the same with the sides swapped, and scoop
+// SIGKILLed mid-way (the versions and the notes of what a write was made on
+// top of must survive a restart too).
+func TestReverseRaceServiceWins(t *testing.T) { race(t, "service-wins", true) }
 
 func race(t *testing.T, policy string, kill bool) {
 	const keys = 100
