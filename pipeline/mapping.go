@@ -345,7 +345,11 @@ func (f *File) Validate(stores map[string]string) error {
 		switch m.Conflict {
 		case "":
 			m.Conflict = LastWriterWins
-		case LastWriterWins, MonolithWins, ServiceWins:
+		case LastWriterWins:
+		case MonolithWins, ServiceWins:
+			if m.Direction == DirectionForward {
+				bad("conflict", fmt.Sprintf("%s applies only with direction: both (a forward mapping has one writer, the monolith)", m.Conflict), "set direction: both, or remove conflict")
+			}
 		default:
 			bad("conflict", fmt.Sprintf("unknown policy %q", m.Conflict), "use last-writer-wins, monolith-wins or service-wins")
 		}

@@ -160,6 +160,10 @@ func TestValidateMappings(t *testing.T) {
     columns: {include: [a], exclude: [b], rename: {b: x, c: x}, types: {a: money2, b: text}}
   - source: public.t
     store: accounts
+  - name: fwd
+    source: public.t
+    store: accounts
+    conflict: service-wins
 `
 	_, err := ParseFile(strings.NewReader(body), stores)
 	want := []string{
@@ -174,6 +178,7 @@ func TestValidateMappings(t *testing.T) {
 		`mapping Bad Name: field columns.types: column "b" is both excluded and converted (fix: remove it from exclude or from types)`,
 		`mapping Bad Name: field columns.rename: columns "b" and "c" are both renamed to "x" (fix: give each target column its own name)`,
 		`mapping #2: field name: missing (fix: give every mapping a unique name such as users)`,
+		`mapping fwd: field conflict: service-wins applies only with direction: both (a forward mapping has one writer, the monolith) (fix: set direction: both, or remove conflict)`,
 	}
 	if err == nil || !errors.Is(err, ErrInvalidMappings) {
 		t.Fatalf("got %v", err)
