@@ -174,6 +174,11 @@ func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 			dst = appendString(dst, []byte(name))
 		}
 		dst = append(dst, ']')
+	} else if e.cfg.Schemas {
+		// With schemas every member of the schema is written, as Kafka
+		// Connect's JsonConverter writes them: what it reads back and
+		// writes again is the same record.
+		dst = append(dst, `,"`+memberUnchanged+`":null`...)
 	}
 	dst = append(dst, '}')
 	if e.cfg.Schemas {
