@@ -113,7 +113,7 @@ func (e *Encoder) tableSchemas(t *Table) tableSchemas {
 }
 
 // snapshotValues are the values Debezium declares for source.snapshot; scoop
-// writes "true", "false" and "incremental" of them.
+// writes every one of them.
 const snapshotValues = "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"
 
 // sourceSchema is the schema of the source block: Debezium's

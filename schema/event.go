@@ -19,11 +19,17 @@ const (
 	OpTruncate Op = 't'
 )
 
-// Snapshot values of source.snapshot.
+// Snapshot values of source.snapshot, Debezium's: a snapshot's first row is
+// "first", its last "last", the first and last rows of its other tables
+// "first_in_data_collection" and "last_in_data_collection", the rest "true";
+// streamed changes are "false".
 const (
-	SnapshotFalse = "false"
-	SnapshotTrue  = "true"
-	SnapshotLast  = "last"
+	SnapshotFalse        = "false"
+	SnapshotTrue         = "true"
+	SnapshotFirst        = "first"
+	SnapshotLast         = "last"
+	SnapshotFirstInTable = "first_in_data_collection"
+	SnapshotLastInTable  = "last_in_data_collection"
 	// SnapshotIncremental marks rows of an incremental snapshot taken while
 	// streaming (Debezium uses the same word).
 	SnapshotIncremental = "incremental"
@@ -46,7 +52,7 @@ type Source struct {
 	LastCommitLSN uint64
 	TxID          uint32    // transaction id; 0 for snapshot rows
 	CommitTime    time.Time // commit time of the transaction; snapshot start for snapshot rows
-	Snapshot      string    // SnapshotFalse, SnapshotTrue, SnapshotLast, SnapshotIncremental
+	Snapshot      string    // one of the Snapshot values
 	// Order is the change's place in its transaction (1, 2, ...): with
 	// CommitLSN it is the change's position, unique and strictly increasing
 	// in source order (several rows of one COPY share an LSN). 0 for

@@ -58,7 +58,11 @@ func goldenEvents() (map[string]*Event, time.Time) {
 		After:  Row{txt("1"), txt("a@example.com"), {Kind: Unchanged}, txt("10.50")},
 		Source: src}
 	del := Event{Op: OpDelete, Table: tbl, Before: Row{txt("1"), {Kind: Null}, {Kind: Null}, {Kind: Null}}, Source: src}
-	return map[string]*Event{"update": &update, "delete": &del}, commit.Add(time.Second)
+	// The first row of a snapshot: no transaction, the snapshot's
+	// consistent point as its LSN, marked "first" as Debezium marks it.
+	read := Event{Op: OpRead, Table: tbl, After: Row{txt("2"), txt("b@example.com"), {Kind: Null}, txt("0.5")},
+		Source: Source{LSN: 100000, CommitTime: commit.Add(-time.Minute), Snapshot: SnapshotFirst}}
+	return map[string]*Event{"update": &update, "delete": &del, "read-first": &read}, commit.Add(time.Second)
 }
 
 func goldenEncoder(schemas bool) (enc *Encoder, suffix string) {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,6 +30,7 @@ func (s *Source) snapshot(ctx context.Context, snapshotName string, point uint64
 	close(work)
 	g, gctx := errgroup.WithContext(ctx)
 	workers := min(s.cfg.SnapshotWorkers, len(tables))
+	marks := &snapshotMarks{active: workers}
 	for i := 0; i < workers; i++ {
 		g.Go(func() error {
 			conn, err := connect(gctx, s.cfg.URL)
@@ -45,11 +47,14 @@ func (s *Source) snapshot(ctx context.Context, snapshotName string, point uint64
 					return fmt.Errorf("snapshot: import exported snapshot %s: %w", snapshotName, err)
 				}
 			}
-			enc := schema.NewEncoder(s.cfg.Encoding, s.types)
+			w := &snapshotWorker{s: s, enc: schema.NewEncoder(s.cfg.Encoding, s.types), marks: marks, out: out}
 			for t := range work {
-				if err := s.snapshotTable(gctx, pc, enc, t, point, at, out); err != nil {
+				if err := w.table(gctx, pc, t, point, at); err != nil {
 					return err
 				}
+			}
+			if err := w.finish(gctx); err != nil {
+				return err
 			}
 			return execSimple(gctx, pc, "COMMIT")
 		})
@@ -66,7 +71,88 @@ func execSimple(ctx context.Context, pc *pgconn.PgConn, sql string) error {
 	return err
 }
 
-func (s *Source) snapshotTable(ctx context.Context, pc *pgconn.PgConn, enc *schema.Encoder, t *schema.Table, point uint64, started time.Time, out chan<- pipeline.Item) error {
+// snapshotMarks gives snapshot rows Debezium's source.snapshot markers,
+// across the workers: "first" on the first row handed over, "last" on the
+// last, "first_in_data_collection" and "last_in_data_collection" on the
+// first and last row of every other table, "true" in between. (Debezium
+// reads tables one after the other; scoop's workers read several at once,
+// so "first" and "last" go to the first and last row of the whole snapshot
+// in the order they are handed over, whichever tables they belong to.)
+type snapshotMarks struct {
+	mu      sync.Mutex
+	started bool // a row was handed over
+	active  int  // workers that may still hand over rows
+}
+
+// snapshotWorker reads tables one after the other, holding back the last row
+// it read until the next row (or the end of its work) says which marker the
+// held row gets: one row per worker, so memory stays bounded.
+type snapshotWorker struct {
+	s     *Source
+	enc   *schema.Encoder
+	marks *snapshotMarks
+	out   chan<- pipeline.Item
+	held  *heldRow
+}
+
+type heldRow struct {
+	ev           schema.Event
+	topic        string
+	firstInTable bool
+	lastInTable  bool
+}
+
+// hand encodes the held row with its marker and hands it over; final when
+// it is the worker's last row. A row that is first or last of its table is
+// marked and handed over under the lock, so the row marked "first" precedes
+// every other worker's rows and the row marked "last" follows them.
+func (w *snapshotWorker) hand(ctx context.Context, final bool) error {
+	h := w.held
+	w.held = nil
+	mark := schema.SnapshotTrue
+	if h.firstInTable || h.lastInTable {
+		w.marks.mu.Lock()
+		defer w.marks.mu.Unlock()
+		if final {
+			w.marks.active--
+		}
+		switch {
+		case final && w.marks.active == 0:
+			mark = schema.SnapshotLast
+		case h.firstInTable && !w.marks.started:
+			mark = schema.SnapshotFirst
+		case h.lastInTable:
+			mark = schema.SnapshotLastInTable
+		default:
+			mark = schema.SnapshotFirstInTable
+		}
+		w.marks.started = true
+	}
+	h.ev.Source.Snapshot = mark
+	rec, err := eventRecord(w.enc, h.topic, &h.ev)
+	if err != nil {
+		return err
+	}
+	return w.s.handOver(ctx, w.out, pipeline.Item{Record: rec})
+}
+
+// finish hands over the worker's held row, the last of its table: "last"
+// when no other worker may still hand over a row. A worker that holds
+// nothing (its tables were empty) only says it is done; if it is the last to
+// finish, no row is marked "last".
+func (w *snapshotWorker) finish(ctx context.Context) error {
+	if w.held == nil {
+		w.marks.mu.Lock()
+		w.marks.active--
+		w.marks.mu.Unlock()
+		return nil
+	}
+	w.held.lastInTable = true
+	return w.hand(ctx, true)
+}
+
+func (w *snapshotWorker) table(ctx context.Context, pc *pgconn.PgConn, t *schema.Table, point uint64, started time.Time) error {
+	s := w.s
 	name := t.QualifiedName()
 	topic := s.cfg.Topic(t.Schema, t.Name)
 	var estimate int64
@@ -81,18 +167,22 @@ func (s *Source) snapshotTable(ctx context.Context, pc *pgconn.PgConn, enc *sche
 	lastLog := time.Now()
 	for {
 		next, n, err := q.each(ctx, pc, last, func(row schema.Row) error {
-			ev := schema.Event{Op: schema.OpRead, Table: t, After: row,
-				Source: schema.Source{LSN: point, CommitTime: started, Snapshot: schema.SnapshotTrue}}
-			rec, err := eventRecord(enc, topic, &ev)
-			if err != nil {
-				return err
+			if w.held != nil {
+				// Held from the previous table: its last row.
+				w.held.lastInTable = rows == 0
+				if err := w.hand(ctx, false); err != nil {
+					return err
+				}
 			}
-			return s.handOver(ctx, out, pipeline.Item{Record: rec})
+			w.held = &heldRow{topic: topic, firstInTable: rows == 0,
+				ev: schema.Event{Op: schema.OpRead, Table: t, After: row,
+					Source: schema.Source{LSN: point, CommitTime: started}}}
+			rows++
+			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", name, err)
 		}
-		rows += int64(n)
 		s.stats.SnapshotRows.Add(uint64(n))
 		s.stats.Snapshots.Add(tn, int64(n))
 		if time.Since(lastLog) > 5*time.Second {
