@@ -74,14 +74,15 @@ func verifyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		mappings = append(mappings, *m)
 	}
+	owners, err := postgres.Owners(ctx, cfg.SourceURL, cfg.Slot)
+	if err != nil {
+		return fail(err)
+	}
 	if *repair {
-		owners, err := postgres.Owners(ctx, cfg.SourceURL, cfg.Slot)
-		if err != nil {
-			return fail(err)
-		}
 		for _, m := range mappings {
-			if owners[m.Name].Owner == postgres.OwnerService {
-				return fail(fmt.Errorf("verify %s --repair: the mapping was flipped to the service, whose copy is now the table's truth; repair re-sends the monolith's rows and would overwrite the service's writes (flip back first with `scoop mappings flip %s --back`, or verify without --repair)", m.Name, m.Name))
+			url := cfg.Stores[strings.ToLower(m.Store)]
+			if owners[m.Name].Owner == postgres.OwnerService && strings.HasPrefix(url, "cassandra://") {
+				return fail(fmt.Errorf("verify %s --repair: the mapping was flipped to the service, whose Cassandra table is now the table's truth; a repair would read the service's rows and publish them to the reverse topic, but Cassandra has no lock or snapshot that orders that read against the service's own writes (servicewriter publishes each write before making it), so a row read just before a write could be sent with a newer version than that write and overwrite it in both stores; rewrite the differing rows through the service's servicewriter instead, or verify without --repair", m.Name))
 			}
 		}
 	}
@@ -102,21 +103,25 @@ func verifyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if !ok {
 			return fail(fmt.Errorf("verify %s: store %q has no URL: set %s", m.Name, m.Store, pipeline.StoreEnvVar(m.Store)))
 		}
+		flipped := owners[m.Name].Owner == postgres.OwnerService
 		vcfg := verify.Config{
-			SourceURL: cfg.SourceURL, StoreURL: url, Mapping: m.Mapping,
+			SourceURL: cfg.SourceURL, StoreURL: url, Mapping: m.Mapping, ServiceOwns: flipped,
 			Cassandra: cassandra.SinkConfig{TLS: cfg.CassandraTLS, CAFile: cfg.CassandraCAFile,
 				Username: cfg.CassandraUsername, Password: cfg.CassandraPassword},
 			ChunkRows: *chunk, MaxRowsPerSecond: *rate, Progress: progress, ProgressBar: onTerminal,
 		}
 		if len(cfg.KafkaBrokers) > 0 {
 			vcfg.Settle = settler(cfg, &m, *settle)
+			if flipped {
+				vcfg.Settle = reverseSettler(cfg, &m, url, *settle)
+			}
 		}
 		rep, err := verify.Run(ctx, vcfg)
 		if err != nil {
 			return fail(err)
 		}
 		if *repair && !rep.Equal() {
-			if rep, err = repairMapping(ctx, cfg, &m, vcfg, rep, stderr); err != nil {
+			if rep, err = repairMapping(ctx, cfg, &m, url, vcfg, rep, stderr); err != nil {
 				return fail(err)
 			}
 		}
@@ -147,8 +152,12 @@ func printReport(w io.Writer, r *verify.Report) {
 	if !r.Equal() {
 		state = "DIFFERENT"
 	}
-	fmt.Fprintf(w, "verify %s: %s -> %s.%s: %s: %d rows, %d missing, %d extra, %d different (%.1fs)\n",
-		r.Mapping, r.Source, r.Store, r.Target, state, r.Rows, r.Missing, r.Extra, r.Different, r.Seconds)
+	from, to := r.Source, r.Store+"."+r.Target
+	if r.Reference == verify.ReferenceService {
+		from, to = to+" (flipped: the service owns it)", from
+	}
+	fmt.Fprintf(w, "verify %s: %s -> %s: %s: %d rows, %d missing, %d extra, %d different (%.1fs)\n",
+		r.Mapping, from, to, state, r.Rows, r.Missing, r.Extra, r.Different, r.Seconds)
 	for _, d := range r.Diffs {
 		fmt.Fprintf(w, "  %-9s %s\n", d.Kind, d.Key)
 	}
@@ -179,54 +188,86 @@ func settler(cfg *daemon.Config, m *registry.Mapping, timeout time.Duration) fun
 	return func(ctx context.Context, lsn string) error {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		conn, err := postgres.Connect(ctx, cfg.SourceURL)
-		if err != nil {
+		if err := waitSlot(ctx, cfg.SourceURL, cfg.Slot, lsn, fmt.Sprintf("slot %s (SCOOP_SLOT)", cfg.Slot)); err != nil {
 			return err
 		}
-		defer conn.Close(context.Background())
-		for {
-			var passed *bool
-			err := conn.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, cfg.Slot, lsn).Scan(&passed)
-			if err != nil {
-				return fmt.Errorf("slot %s (SCOOP_SLOT) does not exist or cannot be read: is scoop run up? (%w)", cfg.Slot, err)
-			}
-			if passed != nil && *passed {
-				break
-			}
-			if err := pause(ctx, fmt.Sprintf("the slot %s to confirm %s (is scoop run up?)", cfg.Slot, lsn)); err != nil {
+		return waitApplied(ctx, cfg, m.TopicName(cfg.TopicPrefix), m.GroupID(cfg.TopicPrefix))
+	}
+}
+
+// reverseSettler waits until the reverse flow of a flipped mapping
+// delivered every change the service committed up to lsn: a PostgreSQL
+// store's reverse slot confirmed it, then the reverse consumer group
+// committed the reverse topic's end as it was then (the monolith applied
+// it). A Cassandra service publishes each write before making it: the
+// reverse topic's end, read after the rows were, covers them (lsn is "").
+func reverseSettler(cfg *daemon.Config, m *registry.Mapping, storeURL string, timeout time.Duration) func(context.Context, string) error {
+	return func(ctx context.Context, lsn string) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if lsn != "" {
+			slot := pipeline.ReverseSlotName(cfg.Slot, m.Store)
+			if err := waitSlot(ctx, storeURL, slot, lsn, fmt.Sprintf("reverse slot %s of store %s", slot, m.Store)); err != nil {
 				return err
 			}
 		}
-		admin, err := kafka.NewAdmin(cfg.KafkaBrokers, cfg.KafkaSecurity())
+		return waitApplied(ctx, cfg, pipeline.ReverseTopic(cfg.TopicPrefix, &m.Mapping), m.GroupID(cfg.TopicPrefix)+".reverse")
+	}
+}
+
+// waitSlot waits until a slot of the database at url confirmed lsn.
+func waitSlot(ctx context.Context, url, slot, lsn, what string) error {
+	conn, err := postgres.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	for {
+		var passed *bool
+		err := conn.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, slot, lsn).Scan(&passed)
+		if err != nil {
+			return fmt.Errorf("%s does not exist or cannot be read: is scoop run up? (%w)", what, err)
+		}
+		if passed != nil && *passed {
+			return nil
+		}
+		if err := pause(ctx, fmt.Sprintf("the %s to confirm %s (is scoop run up?)", what, lsn)); err != nil {
+			return err
+		}
+	}
+}
+
+// waitApplied waits until group committed topic's end offsets as they are
+// now.
+func waitApplied(ctx context.Context, cfg *daemon.Config, topic, group string) error {
+	admin, err := kafka.NewAdmin(cfg.KafkaBrokers, cfg.KafkaSecurity())
+	if err != nil {
+		return err
+	}
+	ranges, err := admin.Ranges(ctx, topic)
+	if err != nil {
+		return err
+	}
+	var ps []int
+	for _, r := range ranges {
+		ps = append(ps, r.Partition)
+	}
+	for {
+		committed, err := admin.Committed(ctx, group, topic, ps)
 		if err != nil {
 			return err
 		}
-		topic, group := m.TopicName(cfg.TopicPrefix), m.GroupID(cfg.TopicPrefix)
-		ranges, err := admin.Ranges(ctx, topic)
-		if err != nil {
-			return err
-		}
-		var ps []int
+		caughtUp := true
 		for _, r := range ranges {
-			ps = append(ps, r.Partition)
+			if r.End > r.First && committed[r.Partition] < r.End {
+				caughtUp = false
+			}
 		}
-		for {
-			committed, err := admin.Committed(ctx, group, topic, ps)
-			if err != nil {
-				return err
-			}
-			caughtUp := true
-			for _, r := range ranges {
-				if r.End > r.First && committed[r.Partition] < r.End {
-					caughtUp = false
-				}
-			}
-			if caughtUp {
-				return nil
-			}
-			if err := pause(ctx, fmt.Sprintf("consumer group %s to apply %s", group, topic)); err != nil {
-				return err
-			}
+		if caughtUp {
+			return nil
+		}
+		if err := pause(ctx, fmt.Sprintf("consumer group %s to apply %s", group, topic)); err != nil {
+			return err
 		}
 	}
 }
@@ -243,10 +284,14 @@ func pause(ctx context.Context, what string) error {
 	}
 }
 
-// repairMapping publishes the differing rows again (postgres.Republish:
-// current rows as snapshot reads, deletes and tombstones for extra keys),
-// waits until the pipeline applied them, and compares those keys again.
-func repairMapping(ctx context.Context, cfg *daemon.Config, m *registry.Mapping, vcfg verify.Config, rep *verify.Report, stderr io.Writer) (*verify.Report, error) {
+// repairMapping publishes the differing rows of the mapping's reference
+// again (postgres.Republish: current rows as snapshot reads, deletes and
+// tombstones for keys the reference lacks), waits until the pipeline
+// applied them, and compares those keys again. Until a flip the reference
+// is the monolith table and the rows go to the mapping's topic; after it,
+// the service table (PostgreSQL) and the reverse topic, which the reverse
+// flow applies to the monolith under the mapping's conflict policy.
+func repairMapping(ctx context.Context, cfg *daemon.Config, m *registry.Mapping, storeURL string, vcfg verify.Config, rep *verify.Report, stderr io.Writer) (*verify.Report, error) {
 	if len(cfg.KafkaBrokers) == 0 {
 		return nil, errors.New("verify --repair publishes to Kafka: set SCOOP_KAFKA_BROKERS")
 	}
@@ -266,14 +311,19 @@ func repairMapping(ctx context.Context, cfg *daemon.Config, m *registry.Mapping,
 		producer.Close(c)
 	}()
 	s, t := m.SourceTable()
-	upserts, deletes, err := postgres.Republish(ctx, postgres.RepublishConfig{URL: cfg.SourceURL,
-		Table: postgres.TableName{Schema: s, Name: t}, Topic: m.TopicName(cfg.TopicPrefix),
-		Encoding: schema.EncoderConfig{Name: cfg.TopicPrefix, Version: version, Schemas: cfg.EventSchemas}},
-		verify.RepairKeys(&m.Mapping, rep.Diffs), producer.Publish)
+	rc := postgres.RepublishConfig{URL: cfg.SourceURL, Table: postgres.TableName{Schema: s, Name: t}, Topic: m.TopicName(cfg.TopicPrefix),
+		Encoding: schema.EncoderConfig{Name: cfg.TopicPrefix, Version: version, Schemas: cfg.EventSchemas}}
+	keys, from := verify.RepairKeys(&m.Mapping, rep.Diffs), "the monolith's"
+	if vcfg.ServiceOwns {
+		// The reverse source's table and topic (internal/daemon/reverse.go).
+		rc.URL, rc.Table, rc.Topic = storeURL, postgres.TableName{Schema: "public", Name: m.TargetTable()}, pipeline.ReverseTopic(cfg.TopicPrefix, &m.Mapping)
+		keys, from = verify.ServiceKeys(rep.Diffs), "the service's"
+	}
+	upserts, deletes, err := postgres.Republish(ctx, rc, keys, producer.Publish)
 	if err != nil {
 		return nil, fmt.Errorf("repair %s: %w", m.Name, err)
 	}
-	fmt.Fprintf(stderr, "verify %s: republished %d rows and %d deletes; verifying them again\n", m.Name, upserts, deletes)
+	fmt.Fprintf(stderr, "verify %s: republished %d of %s rows and %d deletes to %s; verifying them again\n", m.Name, upserts, from, deletes, rc.Topic)
 	again, err := verify.Recheck(ctx, vcfg, rep)
 	if err != nil {
 		return nil, fmt.Errorf("repair %s: %w", m.Name, err)

@@ -401,34 +401,52 @@ func (s *cassandraStore) diffBuckets(ctx context.Context, bad []int, suspect fun
 	return nil
 }
 
-// sourceHashes reads the keys' rows in the monolith in one snapshot.
+// sourceHashes reads the keys' rows in the reference: the monolith in one
+// snapshot, or, once the mapping was flipped, Cassandra (no position: the
+// service publishes each write before making it, so the reverse topic's
+// end, read after this, covers every row read).
 func (s *cassandraStore) sourceHashes(ctx context.Context, keys []Key) ([]*string, string, error) {
-	return snapshotRead(ctx, s.src, func() ([]*string, error) {
-		b := &pgconn.Batch{}
-		for _, k := range keys {
-			args := make([][]byte, len(k.Values))
-			for i, v := range k.Values {
-				args[i] = []byte(v)
-			}
-			b.ExecParams(s.selectSrc, args, s.keyOIDs, nil, nil)
-		}
-		results, err := s.src.PgConn().ExecBatch(ctx, b).ReadAll()
-		if err != nil {
-			return nil, fmt.Errorf("compare keys in the monolith: %w", err)
-		}
-		out := make([]*string, len(keys))
-		for i, r := range results {
-			if len(r.Rows) > 0 {
-				h := s.sourceRow(r.Rows[0]).hash
-				out[i] = &h
-			}
-		}
-		return out, nil
-	})
+	if s.p.cfg.ServiceOwns {
+		h, err := s.cassandraHashes(ctx, keys)
+		return h, "", err
+	}
+	return snapshotRead(ctx, s.src, "monolith", func() ([]*string, error) { return s.monolithHashes(ctx, keys) })
 }
 
-// targetHashes reads the keys' rows in Cassandra.
+// targetHashes reads the keys' rows in the copy the reference feeds.
 func (s *cassandraStore) targetHashes(ctx context.Context, keys []Key) ([]*string, error) {
+	if s.p.cfg.ServiceOwns {
+		return s.monolithHashes(ctx, keys)
+	}
+	return s.cassandraHashes(ctx, keys)
+}
+
+// monolithHashes reads the keys' rows in the monolith.
+func (s *cassandraStore) monolithHashes(ctx context.Context, keys []Key) ([]*string, error) {
+	b := &pgconn.Batch{}
+	for _, k := range keys {
+		args := make([][]byte, len(k.Values))
+		for i, v := range k.Values {
+			args[i] = []byte(v)
+		}
+		b.ExecParams(s.selectSrc, args, s.keyOIDs, nil, nil)
+	}
+	results, err := s.src.PgConn().ExecBatch(ctx, b).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("compare keys in the monolith: %w", err)
+	}
+	out := make([]*string, len(keys))
+	for i, r := range results {
+		if len(r.Rows) > 0 {
+			h := s.sourceRow(r.Rows[0]).hash
+			out[i] = &h
+		}
+	}
+	return out, nil
+}
+
+// cassandraHashes reads the keys' rows in Cassandra.
+func (s *cassandraStore) cassandraHashes(ctx context.Context, keys []Key) ([]*string, error) {
 	out := make([]*string, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(inFlight)

@@ -377,27 +377,35 @@ func (s *pgStore) diffRange(ctx context.Context, conns [2]*pgx.Conn, lo, hi []st
 	return nil
 }
 
-// sourceHashes reads the keys' rows in the monolith in one snapshot.
+// sourceHashes reads the keys' rows in the reference (the monolith, or the
+// service once the mapping was flipped) in one snapshot.
 func (s *pgStore) sourceHashes(ctx context.Context, keys []Key) ([]*string, string, error) {
-	return snapshotRead(ctx, s.src, func() ([]*string, error) { return s.keyHashes(ctx, 0, keys) })
+	if s.p.cfg.ServiceOwns {
+		return snapshotRead(ctx, s.dst, "service", func() ([]*string, error) { return s.keyHashes(ctx, 1, keys) })
+	}
+	return snapshotRead(ctx, s.src, "monolith", func() ([]*string, error) { return s.keyHashes(ctx, 0, keys) })
 }
 
+// targetHashes reads the keys' rows in the copy the reference feeds.
 func (s *pgStore) targetHashes(ctx context.Context, keys []Key) ([]*string, error) {
+	if s.p.cfg.ServiceOwns {
+		return s.keyHashes(ctx, 0, keys)
+	}
 	return s.keyHashes(ctx, 1, keys)
 }
 
 // snapshotRead runs read in a repeatable-read transaction and returns the
 // WAL position every commit visible to it precedes.
-func snapshotRead[T any](ctx context.Context, conn *pgx.Conn, read func() (T, error)) (T, string, error) {
+func snapshotRead[T any](ctx context.Context, conn *pgx.Conn, name string, read func() (T, error)) (T, string, error) {
 	var zero T
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return zero, "", fmt.Errorf("read the monolith: %w", err)
+		return zero, "", fmt.Errorf("read the %s: %w", name, err)
 	}
 	defer tx.Rollback(context.Background())
 	var lsn string
 	if err := tx.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
-		return zero, "", fmt.Errorf("read the monolith's WAL position: %w", err)
+		return zero, "", fmt.Errorf("read the %s's WAL position: %w", name, err)
 	}
 	out, err := read()
 	if err != nil {

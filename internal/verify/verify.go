@@ -13,6 +13,10 @@
 // suspect is compared again once the pipeline has caught up past the
 // snapshot that read it (Settle), and only what still differs is reported
 // (see settleAndCheck and docs/verify.md).
+//
+// Once a mapping was flipped to the service (Config.ServiceOwns), the
+// service's copy is the reference: suspects are read there, Settle waits for
+// the reverse flow, and missing and extra are said of the monolith's copy.
 package verify
 
 import (
@@ -36,9 +40,14 @@ import (
 
 // Kinds of difference.
 const (
-	Missing   = "missing"   // in the monolith, not in the target
-	Extra     = "extra"     // in the target, not in the monolith
+	Missing   = "missing"   // in the reference, not in its copy
+	Extra     = "extra"     // in the copy, not in the reference
 	Different = "different" // in both, with different values
+
+	// The reference is the monolith's table until the mapping is flipped
+	// to the service, then the service's copy (Config.ServiceOwns).
+	ReferenceMonolith = "monolith"
+	ReferenceService  = "service"
 )
 
 // Config is one verify run.
@@ -46,6 +55,12 @@ type Config struct {
 	SourceURL string
 	StoreURL  string
 	Mapping   pipeline.Mapping
+	// ServiceOwns says the mapping was flipped (scoop mappings flip): the
+	// service's copy is the reference and the monolith's is fed from it by
+	// the reverse flow. Suspects are then read in the service (in one
+	// snapshot for PostgreSQL), Settle waits for the reverse flow, and
+	// missing and extra are said of the monolith's copy.
+	ServiceOwns bool
 	// Cassandra holds the credentials and TLS settings of a Cassandra store
 	// (its URL is StoreURL).
 	Cassandra cassandra.SinkConfig
@@ -111,10 +126,13 @@ func (k Key) id() string { return strings.Join(k.Values, "\x00") }
 
 // Report is the outcome of a run.
 type Report struct {
-	Mapping   string `json:"mapping"`
-	Source    string `json:"source"`
-	Store     string `json:"store"`
-	Target    string `json:"target"`
+	Mapping string `json:"mapping"`
+	Source  string `json:"source"`
+	Store   string `json:"store"`
+	Target  string `json:"target"`
+	// Reference is the side the other is compared against: missing and
+	// extra are said of the other side's copy.
+	Reference string `json:"reference"`
 	Rows      int64  `json:"source_rows"`
 	Missing   int64  `json:"missing"`
 	Extra     int64  `json:"extra"`
@@ -234,6 +252,13 @@ func (p *plan) key(values []string) Key {
 	return k
 }
 
+func (cfg *Config) reference() string {
+	if cfg.ServiceOwns {
+		return ReferenceService
+	}
+	return ReferenceMonolith
+}
+
 func (cfg *Config) defaults() {
 	if cfg.ChunkRows <= 0 {
 		cfg.ChunkRows = 10000
@@ -273,7 +298,7 @@ func open(ctx context.Context, cfg *Config) (*plan, store, error) {
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
 	started := time.Now()
-	rep := &Report{Mapping: cfg.Mapping.Name, Source: cfg.Mapping.Source, Store: cfg.Mapping.Store, Target: cfg.Mapping.TargetTable()}
+	rep := &Report{Mapping: cfg.Mapping.Name, Source: cfg.Mapping.Source, Store: cfg.Mapping.Store, Target: cfg.Mapping.TargetTable(), Reference: cfg.reference()}
 	p, st, err := open(ctx, &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", cfg.Mapping.Name, err)
@@ -315,7 +340,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func Recheck(ctx context.Context, cfg Config, prev *Report) (*Report, error) {
 	cfg.defaults()
 	started := time.Now()
-	rep := &Report{Mapping: prev.Mapping, Source: prev.Source, Store: prev.Store, Target: prev.Target, Rows: prev.Rows, Truncated: prev.Truncated}
+	rep := &Report{Mapping: prev.Mapping, Source: prev.Source, Store: prev.Store, Target: prev.Target, Reference: cfg.reference(), Rows: prev.Rows, Truncated: prev.Truncated}
 	_, st, err := open(ctx, &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", cfg.Mapping.Name, err)
@@ -538,6 +563,21 @@ func RepairKeys(m *pipeline.Mapping, diffs []Diff) []map[string]string {
 			if s, ok := source[n]; ok {
 				n = s
 			}
+			k[n] = d.Key.Values[i]
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// ServiceKeys turns differing keys into the service table's key values
+// (column name -> text) for postgres.Republish of the service's rows, once
+// the mapping was flipped (the keys are already the service's columns).
+func ServiceKeys(diffs []Diff) []map[string]string {
+	out := make([]map[string]string, 0, len(diffs))
+	for _, d := range diffs {
+		k := make(map[string]string, len(d.Key.Names))
+		for i, n := range d.Key.Names {
 			k[n] = d.Key.Values[i]
 		}
 		out = append(out, k)
