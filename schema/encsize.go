@@ -7,7 +7,7 @@ package schema
 // ValueCap is a capacity that Value usually fills for an event of t
 // without growing it.
 func (e *Encoder) ValueCap(t *Table) int {
-	n := 512 + 32*len(t.Columns)
+	n := 640 + 48*len(t.Columns)
 	if e.cfg.Schemas {
 		n += len(e.tableSchemas(t).value) + len(`{"schema":,"payload":}`)
 	}
