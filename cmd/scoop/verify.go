@@ -84,6 +84,9 @@ func verifyCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			if owners[m.Name].Owner == postgres.OwnerService && strings.HasPrefix(url, "cassandra://") {
 				return fail(fmt.Errorf("verify %s --repair: the mapping was flipped to the service, whose Cassandra table is now the table's truth; a repair would read the service's rows and publish them to the reverse topic, but Cassandra has no lock or snapshot that orders that read against the service's own writes (servicewriter publishes each write before making it), so a row read just before a write could be sent with a newer version than that write and overwrite it in both stores; rewrite the differing rows through the service's servicewriter instead, or verify without --repair", m.Name))
 			}
+			if from, loser := repairSide(owners[m.Name].Owner), losingSide(m.Conflict); m.Direction == pipeline.DirectionBoth && from == loser {
+				return fail(fmt.Errorf("verify %s --repair: the repair would publish the %s's rows, and under conflict: %s the other side applies a write of the %s only if it was made on top of the other side's current version, which a repaired row cannot say: it would be refused wherever the other side has the row or remembers its delete; the rows stay different until the other side writes them again (verify without --repair lists them)", m.Name, from, m.Conflict, from))
+			}
 		}
 	}
 	var progress io.Writer
@@ -291,6 +294,26 @@ func pause(ctx context.Context, what string) error {
 // is the monolith table and the rows go to the mapping's topic; after it,
 // the service table (PostgreSQL) and the reverse topic, which the reverse
 // flow applies to the monolith under the mapping's conflict policy.
+// repairSide is the side whose rows a repair publishes: the owner.
+func repairSide(owner string) string {
+	if owner == postgres.OwnerService {
+		return "service"
+	}
+	return "monolith"
+}
+
+// losingSide is the side that gives way under policy ("" under
+// last-writer-wins).
+func losingSide(policy pipeline.Conflict) string {
+	switch policy {
+	case pipeline.MonolithWins:
+		return "service"
+	case pipeline.ServiceWins:
+		return "monolith"
+	}
+	return ""
+}
+
 func repairMapping(ctx context.Context, cfg *daemon.Config, m *registry.Mapping, storeURL string, vcfg verify.Config, rep *verify.Report, stderr io.Writer) (*verify.Report, error) {
 	if len(cfg.KafkaBrokers) == 0 {
 		return nil, errors.New("verify --repair publishes to Kafka: set SCOOP_KAFKA_BROKERS")

@@ -507,6 +507,23 @@ func TestVerifyAfterFlipToCassandra(t *testing.T) {
 	}
 }
 
+// TestVerifyRepairRefusedFromLosingSide: under service-wins a repair from
+// the monolith would publish rows the service refuses: it is refused up
+// front with the reason.
+func TestVerifyRepairRefusedFromLosingSide(t *testing.T) {
+	table := createTable(t, 5)
+	file := fmt.Sprintf("mappings:\n  - {name: loser, source: public.%s, store: accounts, direction: both, conflict: service-wins}\n", table)
+	e := newE2E(t, file)
+	if out, err := e.cli(t, "mappings", "apply", "-f", writeMappings(t, file)); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	code, _, errs := runVerify(t, e.env, "loser", "--repair", "--quiet")
+	want := "scoop: verify loser --repair: the repair would publish the monolith's rows, and under conflict: service-wins the other side applies a write of the monolith only if it was made on top of the other side's current version, which a repaired row cannot say: it would be refused wherever the other side has the row or remembers its delete; the rows stay different until the other side writes them again (verify without --repair lists them)\n"
+	if code != 2 || errs != want {
+		t.Fatalf("exit %d:\n%s\nwant:\n%s", code, errs, want)
+	}
+}
+
 // TestVerifyRepairRefusedAfterFlipToCassandra: once a mapping to a
 // Cassandra store is flipped, --repair is refused with the reason; verify
 // itself still runs.
