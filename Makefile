@@ -34,7 +34,8 @@ vet:
 
 # Benchmark: scoop against the raw limits of PostgreSQL, Kafka and Cassandra on the
 # same workloads (bench/README.md; sizes from BENCH_* variables). Writes
-# bench/results/latest.{json,md} and dated copies; a few minutes on 2 cores.
+# bench/results/latest.{json,md} and dated copies; 1,000,000-row workloads, about
+# 20 minutes on 2 quiet cores (BENCH_ROWS=200000 for development: about 4).
 bench: build
 	scripts/stack up
 	BENCH_SCOOP_BIN=bin/scoop $(GO) run ./bench

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,13 +15,9 @@ import (
 	"time"
 )
 
-// runLatency writes small transactions at a steady rate while scoop runs
-// live (source + PostgreSQL sink) and measures, per row, the time from the
-// monolith commit (pg_xact_commit_timestamp) to the row's insert time in the
-// sink's transaction (applied_at, DEFAULT clock_timestamp() on a pre-created
-// target): same server, same clock. The service side's own commit timestamp
-// cannot be used: a session with a replication origin (the sink's) records
-// the origin timestamp of its first transaction for all later ones.
+// runLatency runs the commit -> apply phase twice: at half the PG sink rate
+// measured on the main workload (or BENCH_LATENCY_RATE), and at a fixed
+// rate (BENCH_LATENCY_FIXED_RATE, 5,000 rows/s; 0 skips it).
 func (b *bench) runLatency(ctx context.Context) {
 	rate := b.cfg.latencyRate
 	basis := "BENCH_LATENCY_RATE"
@@ -32,33 +29,46 @@ func (b *bench) runLatency(ctx context.Context) {
 			}
 		}
 	}
-	lr := &latencyResult{RateTarget: rate, RateBasis: basis, Seconds: b.cfg.latencySecs}
-	b.res.Latency = lr
-	table := b.id + "_lat"
-	if err := b.createMonoTable(ctx, table); err != nil {
-		b.fail("latency: create table", err)
-		return
+	b.res.Latency = b.runLatencyAt(ctx, "lat", rate, basis)
+	if b.cfg.latencyFixedRate > 0 && ctx.Err() == nil {
+		b.res.LatencyFixed = b.runLatencyAt(ctx, "lat5k", b.cfg.latencyFixedRate, "fixed (BENCH_LATENCY_FIXED_RATE)")
 	}
-	r := b.newRole("lat", "pg", table)
+}
+
+// runLatencyAt writes small transactions at a steady rate while scoop runs
+// live (source + PostgreSQL sink) and measures, per row, the time from the
+// monolith commit (pg_xact_commit_timestamp) to the row's insert time in the
+// sink's transaction (applied_at, DEFAULT clock_timestamp() on a pre-created
+// target): same server, same clock. The service side's own commit timestamp
+// cannot be used: a session with a replication origin (the sink's) records
+// the origin timestamp of its first transaction for all later ones.
+func (b *bench) runLatencyAt(ctx context.Context, name string, rate float64, basis string) *latencyResult {
+	lr := &latencyResult{RateTarget: rate, RateBasis: basis, Seconds: b.cfg.latencySecs}
+	label := fmt.Sprintf("latency at %.0f rows/s", rate)
+	fail := func(what string, err error) *latencyResult {
+		b.fail(label+": "+what, err)
+		return lr
+	}
+	table := b.id + "_" + name
+	if err := b.createMonoTable(ctx, table); err != nil {
+		return fail("create table", err)
+	}
+	r := b.newRole(name, "pg", table)
 	if err := b.createSvcTable(ctx, r.target, tableColumns+", applied_at timestamptz NOT NULL DEFAULT clock_timestamp()"); err != nil {
-		b.fail("latency: create target", err)
-		return
+		return fail("create target", err)
 	}
 	if err := b.createTopics(ctx, r.topic, r.dlq); err != nil {
-		b.fail("latency: topics", err)
-		return
+		return fail("topics", err)
 	}
 	defer b.dropSlot(r.slot)
 	meter := b.startCPU()
 	p, err := b.startScoop("latency", r)
 	if err != nil {
-		b.fail("latency: start scoop", err)
-		return
+		return fail("start scoop", err)
 	}
 	defer b.stopProc(p)
 	if _, err := waitCount(ctx, p, p.start, 1, 2*time.Minute, 50*time.Millisecond, func(c context.Context) (int64, error) { return b.snapshotted(c, r.slot) }); err != nil {
-		b.fail("latency: scoop not ready", err)
-		return
+		return fail("scoop not ready", err)
 	}
 	svcCount := func(c context.Context) (int64, error) {
 		var n int64
@@ -68,18 +78,15 @@ func (b *bench) runLatency(ctx context.Context) {
 	// Warm-up: 10 rows through the whole path (the consumer group has joined).
 	const warm = 10
 	if _, err := b.mono.Exec(ctx, insertSQL(table, 1, warm, 0)); err != nil {
-		b.fail("latency: warm-up", err)
-		return
+		return fail("warm-up", err)
 	}
 	if _, err := waitCount(ctx, p, time.Now(), warm, 2*time.Minute, 50*time.Millisecond, svcCount); err != nil {
-		b.fail("latency: warm-up rows not applied", err)
-		return
+		return fail("warm-up rows not applied", err)
 	}
-	logf("latency: %.0f rows/s for %.0fs (%s)", rate, b.cfg.latencySecs, basis)
+	logf("%s for %.0fs (%s)", label, b.cfg.latencySecs, basis)
 	conn, err := b.mono.Acquire(ctx)
 	if err != nil {
-		b.fail("latency: connect", err)
-		return
+		return fail("connect", err)
 	}
 	next := int64(warm + 1)
 	start := time.Now()
@@ -97,7 +104,7 @@ func (b *bench) runLatency(ctx context.Context) {
 		}
 		hi := min(due, next+4999)
 		if _, err := conn.Exec(ctx, insertSQL(table, next, hi, 0)); err != nil {
-			b.fail("latency: write", err)
+			b.fail(label+": write", err)
 			break
 		}
 		txs++
@@ -110,26 +117,25 @@ func (b *bench) runLatency(ctx context.Context) {
 	lr.Transactions = txs
 	lr.RateAchieved = float64(written) / time.Since(start).Seconds()
 	if _, err := waitCount(ctx, p, time.Now(), next-1, 2*time.Minute, 50*time.Millisecond, svcCount); err != nil {
-		b.fail("latency: rows not applied", err)
-		return
+		return fail("rows not applied", err)
 	}
 	cpu := meter.stop(ctx, b, p)
 	lr.PeakRSSMB = p.peakRSSMB()
-	b.res.Phases = append(b.res.Phases, phaseRSS{Phase: "latency (live: source + PG sink)", PeakRSSMB: lr.PeakRSSMB, Seconds: time.Since(p.start).Seconds(), CPU: cpu})
+	lr.CPUUSPerChange = usPerChange(cpu, int(next-1))
+	b.res.Phases = append(b.res.Phases, phaseRSS{Phase: label + " (live: source + PG sink)", PeakRSSMB: lr.PeakRSSMB, Seconds: time.Since(p.start).Seconds(),
+		Changes: int(next - 1), CPUUSPerChange: lr.CPUUSPerChange, CPU: cpu})
 
 	commits := map[int64]time.Time{}
 	rows, err := b.mono.Query(ctx, `SELECT id, pg_xact_commit_timestamp(xmin) FROM `+table+` WHERE id > $1`, warm)
 	if err != nil {
-		b.fail("latency: read commit times", err)
-		return
+		return fail("read commit times", err)
 	}
 	for rows.Next() {
 		var id int64
 		var t time.Time
 		if err := rows.Scan(&id, &t); err != nil {
 			rows.Close()
-			b.fail("latency: read commit times", err)
-			return
+			return fail("read commit times", err)
 		}
 		commits[id] = t
 	}
@@ -137,16 +143,14 @@ func (b *bench) runLatency(ctx context.Context) {
 	var toApplied []float64
 	rows, err = b.svc.Query(ctx, `SELECT id, applied_at FROM `+r.target+` WHERE id > $1`, warm)
 	if err != nil {
-		b.fail("latency: read apply times", err)
-		return
+		return fail("read apply times", err)
 	}
 	for rows.Next() {
 		var id int64
 		var a time.Time
 		if err := rows.Scan(&id, &a); err != nil {
 			rows.Close()
-			b.fail("latency: read apply times", err)
-			return
+			return fail("read apply times", err)
 		}
 		if src, ok := commits[id]; ok {
 			toApplied = append(toApplied, a.Sub(src).Seconds()*1000)
@@ -154,15 +158,15 @@ func (b *bench) runLatency(ctx context.Context) {
 	}
 	rows.Close()
 	if len(toApplied) == 0 {
-		b.fail("latency", fmt.Errorf("no rows measured"))
-		return
+		return fail("no rows", fmt.Errorf("no rows measured"))
 	}
 	lr.P50, lr.P95, lr.P99, lr.Max = percentiles(toApplied)
-	logf("latency: %d rows in %d transactions at %.0f rows/s: commit->apply p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms; peak RSS %.1f MB",
-		written, txs, lr.RateAchieved, lr.P50, lr.P95, lr.P99, lr.Max, lr.PeakRSSMB)
+	logf("%s: %d rows in %d transactions at %.0f rows/s: commit->apply p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms; peak RSS %.1f MB",
+		label, written, txs, lr.RateAchieved, lr.P50, lr.P95, lr.P99, lr.Max, lr.PeakRSSMB)
 	if !b.cfg.keep {
 		b.mono.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 	}
+	return lr
 }
 
 func percentiles(v []float64) (p50, p95, p99, mx float64) {
@@ -175,7 +179,8 @@ func percentiles(v []float64) (p50, p95, p99, mx float64) {
 }
 
 // runSnapshot: a pre-filled table, COPY TO STDOUT of it, then scoop on a
-// fresh slot until the topic holds every row (sink parked).
+// fresh slot until the topic holds every row (sink parked), then Kafka's
+// producer on the same records; the limit is min(COPY TO, that produce).
 func (b *bench) runSnapshot(ctx context.Context) {
 	n := b.cfg.snapshotRows
 	sr := &snapshotResult{Rows: n}
@@ -216,9 +221,29 @@ func (b *bench) runSnapshot(ctx context.Context) {
 		return
 	}
 	sr.Scoop = pr
-	if sr.CopyTo != nil {
-		pr.Limit = sr.CopyTo.PerSec
+	// Kafka's producer on scoop's own snapshot records (sampled values, lz4,
+	// large batches, like scoop's producer): the other half of the limit.
+	if size, values, err := b.sampleRecords(ctx, r.topic); err != nil {
+		b.fail("snapshot: sample records", err)
+	} else {
+		sr.EventBytes = size
+		payloads := filepath.Join(b.logDir, "snapshot.payloads")
+		if err := os.WriteFile(payloads, bytes.Join(values, []byte("\n")), 0o644); err != nil {
+			b.fail("snapshot: payload file", err)
+		} else if rps, line, err := b.rawProduce(ctx, table+"_perflz4", n, "--payload-file", payloads,
+			"--command-property", "acks=all", "compression.type=lz4", "batch.size=1048576", "linger.ms=5"); err != nil {
+			b.fail("snapshot: raw produce lz4", err)
+		} else {
+			secs := float64(n) / rps
+			sr.ProduceLZ4 = &rate{Seconds: secs, PerSec: rps, RecordsPerSec: rps, Detail: line}
+			logf("snapshot: lz4, scoop's records: %s", line)
+		}
+	}
+	if pr.Limit = minRate(sr.CopyTo, sr.ProduceLZ4); pr.Limit > 0 {
 		pr.Ratio = ratio(pr.PerSec, pr.Limit)
+	}
+	if sr.CopyTo != nil {
+		sr.CopyToRatio = ratio(pr.PerSec, sr.CopyTo.PerSec)
 	}
 	if !b.cfg.keep {
 		b.mono.Exec(ctx, "DROP TABLE IF EXISTS "+table)
@@ -270,7 +295,8 @@ func (b *bench) profile(ctx context.Context, w *workload, r *role, label, file s
 	}
 	cpu := meter.stop(ctx, b, p)
 	pi := &profileResult{Label: label, Seconds: secs, DrainSeconds: g.wall(), PeakRSSMB: p.peakRSSMB()}
-	b.res.Phases = append(b.res.Phases, phaseRSS{Phase: w.name + " " + label + " (profiled)", PeakRSSMB: pi.PeakRSSMB, Seconds: pi.DrainSeconds, CPU: cpu})
+	b.res.Phases = append(b.res.Phases, phaseRSS{Phase: w.name + " " + label + " (profiled)", PeakRSSMB: pi.PeakRSSMB, Seconds: pi.DrainSeconds,
+		Changes: w.changes, CPUUSPerChange: usPerChange(cpu, w.changes), CPU: cpu})
 	if err := os.MkdirAll(b.cfg.outDir, 0o755); err != nil {
 		return err
 	}

@@ -2,7 +2,8 @@
 // between, on the same workloads, in the same run (the machine is shared and
 // small, so absolute numbers are noisy; the ratios are what to read).
 //
-//	go run ./bench              # default sizes, a few minutes on 2 cores
+//	go run ./bench              # default sizes (1,000,000 rows), about 20 minutes on 2 quiet cores
+//	BENCH_ROWS=200000 go run ./bench  # development size, about 4 minutes
 //	BENCH_SMOKE=1 go run ./bench  # tiny sizes, under ~2 minutes, no timing asserted
 //
 // See bench/README.md for the phases, the environment knobs and the output.
@@ -29,28 +30,29 @@ import (
 
 // config is everything the environment can change (BENCH_*).
 type config struct {
-	smoke        bool
-	rows         int     // main workload: small-row inserts in 1,000-row transactions
-	updateRows   int     // updates of a pre-filled table, 1,000 per transaction
-	mixOps       int     // 400 inserts + 400 updates + 200 deletes per transaction
-	bigtxRows    int     // one transaction
-	toastRows    int     // wide rows, then an update that leaves the TOASTed text unchanged
-	toastBytes   int     // bytes of TOASTed text per wide row
-	snapshotRows int     // rows of the snapshot table
-	latencySecs  float64 // duration of the steady-rate latency phase
-	latencyRate  float64 // rows/s of the latency phase (0: half the measured PG sink rate)
-	reverseRows  int     // rows of the reverse phase's bulk service insert
-	reverseRate  float64 // single-row service transactions/s of the reverse phase's stream
-	reverse      bool    // run the reverse phase
-	verifyRows   int     // rows of the verify phase's table
-	verify       bool    // run the verify phase
-	workloads    []string
-	outDir       string
-	scoopBin     string
-	keep         bool // keep tables, topics, keyspace and logs
-	profile      bool
-	partitions   int
-	scoopEnv     []string // extra environment of every scoop process (BENCH_SCOOP_ENV)
+	smoke            bool
+	rows             int     // main workload: small-row inserts in 1,000-row transactions
+	updateRows       int     // updates of a pre-filled table, 1,000 per transaction
+	mixOps           int     // 400 inserts + 400 updates + 200 deletes per transaction
+	bigtxRows        int     // one transaction
+	toastRows        int     // wide rows, then an update that leaves the TOASTed text unchanged
+	toastBytes       int     // bytes of TOASTed text per wide row
+	snapshotRows     int     // rows of the snapshot table
+	latencySecs      float64 // duration of the steady-rate latency phase
+	latencyRate      float64 // rows/s of the latency phase (0: half the measured PG sink rate)
+	latencyFixedRate float64 // rows/s of the second latency phase (0: skipped)
+	reverseRows      int     // rows of the reverse phase's bulk service insert
+	reverseRate      float64 // single-row service transactions/s of the reverse phase's stream
+	reverse          bool    // run the reverse phase
+	verifyRows       int     // rows of the verify phase's table
+	verify           bool    // run the verify phase
+	workloads        []string
+	outDir           string
+	scoopBin         string
+	keep             bool // keep tables, topics, keyspace and logs
+	profile          bool
+	partitions       int
+	scoopEnv         []string // extra environment of every scoop process (BENCH_SCOOP_ENV)
 }
 
 var allWorkloads = []string{"insert", "schemas", "update", "mix", "bigtx", "toast"}
@@ -92,7 +94,7 @@ func envBool(name string, def bool) bool {
 
 func loadConfig(root string) config {
 	c := config{smoke: envBool("BENCH_SMOKE", false)}
-	rowsDef, latDef := 200_000, 20.0
+	rowsDef, latDef := 1_000_000, 20.0
 	if c.smoke {
 		rowsDef, latDef = 2_000, 3
 	}
@@ -105,6 +107,7 @@ func loadConfig(root string) config {
 	c.snapshotRows = max(envInt("BENCH_SNAPSHOT_ROWS", 5*c.rows), 1000)
 	c.latencySecs = envFloat("BENCH_LATENCY_SECONDS", latDef)
 	c.latencyRate = envFloat("BENCH_LATENCY_RATE", 0)
+	c.latencyFixedRate = envFloat("BENCH_LATENCY_FIXED_RATE", 5000)
 	c.reverseRows = max(envInt("BENCH_REVERSE_ROWS", c.rows/4), 1000)
 	c.reverseRate = envFloat("BENCH_REVERSE_RATE", 100)
 	if c.reverseRate <= 0 {

@@ -82,10 +82,35 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// startScoop runs scoop for a role. The sink of a "parked" role finds an
-// incompatible target table and waits with backoff, so the process measures
-// the source alone.
+// startScoop runs scoop for a role and waits until its admin server answers.
+// The sink of a "parked" role finds an incompatible target table and waits
+// with backoff, so the process measures the source alone. The admin port is
+// chosen free and then released, so another process on the machine may take
+// it before scoop binds it: then scoop is started again on another port
+// (three tries).
 func (b *bench) startScoop(phase string, r *role) (*scoopProc, error) {
+	var err error
+	for try := 1; try <= 3; try++ {
+		var p *scoopProc
+		if p, err = b.startScoopOnce(phase, r); err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = p.waitHTTP(ctx, 30*time.Second)
+		cancel()
+		if err == nil {
+			return p, nil
+		}
+		b.stopProc(p)
+		if !strings.Contains(p.logTail(2000), "address already in use") {
+			return nil, err
+		}
+		logf("%s: admin port taken by another process before scoop bound it; starting again (try %d)", p.name, try+1)
+	}
+	return nil, err
+}
+
+func (b *bench) startScoopOnce(phase string, r *role) (*scoopProc, error) {
 	store := testenv.PGURL("service")
 	if r.kind == "cass" {
 		store = "cassandra://" + testenv.CassandraAddr() + "/" + b.ks
