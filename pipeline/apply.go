@@ -19,13 +19,27 @@ type Message struct {
 	Key       []byte
 	Value     []byte
 	Headers   map[string]string
+
+	// decoded is the change as Apply's fetching goroutine decoded and
+	// shaped it while the batch before was being written (nil: decoded
+	// when applied).
+	decoded *decoded
+}
+
+// decoded is a message's change, or why it cannot be decoded.
+type decoded struct {
+	change Change
+	ok     bool // false: a tombstone
+	err    error
 }
 
 // Reader is the log the apply stage reads: in scoop, one member of a Kafka
 // consumer group (connectors/kafka.Reader). The caller owns and closes it.
 type Reader interface {
 	// Fetch blocks until at least one message is read or ctx ends, and
-	// returns the messages read, in order within each partition.
+	// returns the messages read, in order within each partition. Apply
+	// fetches the next batch while it applies the one before: Fetch runs
+	// concurrently with Commit (never with Rewind, nor with itself).
 	Fetch(ctx context.Context) ([]Message, error)
 	// Commit records that msgs were applied, so that they are not
 	// delivered again. Apply calls it only after the sink took them.
@@ -112,6 +126,8 @@ func Apply(ctx context.Context, cfg ApplyConfig, r Reader, sink Sink, stats *App
 	if err := gate.reset(ctx); err != nil {
 		return err
 	}
+	f := a.fetchAhead(ctx, r)
+	defer func() { f.stop() }()
 	for {
 		reread, err := gate.poll(ctx)
 		if err != nil {
@@ -119,35 +135,102 @@ func Apply(ctx context.Context, cfg ApplyConfig, r Reader, sink Sink, stats *App
 		}
 		if reread {
 			a.log.Info("truncate done; reading the held partitions again from their markers")
+			f.stop() // what it fetched ahead is read again after the rewind
 			if err := r.Rewind(ctx); err != nil {
 				return fmt.Errorf("mapping %s: %w", cfg.Mapping.Name, err)
 			}
 			if err := gate.reset(ctx); err != nil {
 				return err
 			}
+			f = a.fetchAhead(ctx, r)
 			continue
 		}
-		// While partitions wait at a marker, the fetch gives way to the
-		// barrier's poll; the other partitions keep flowing.
-		fctx, fcancel := ctx, context.CancelFunc(func() {})
-		if gate.waiting() {
-			fctx, fcancel = context.WithTimeout(ctx, barrierPoll)
+		// While partitions wait at a marker, waiting for a batch gives way
+		// to the barrier's poll; the other partitions keep flowing.
+		got, ok := f.next(ctx, gate.waiting())
+		if !ok {
+			continue
 		}
-		msgs, err := r.Fetch(fctx)
-		fcancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			if fctx.Err() != nil {
-				continue
+		if got.err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			return fmt.Errorf("mapping %s: %w", cfg.Mapping.Name, err)
+			return fmt.Errorf("mapping %s: %w", cfg.Mapping.Name, got.err)
 		}
-		if err := gate.process(ctx, msgs, apply, commit); err != nil {
+		if err := gate.process(ctx, got.msgs, apply, commit); err != nil {
 			return err
 		}
 	}
+}
+
+// fetched is a batch read ahead, or the error that ended the reading.
+type fetched struct {
+	msgs []Message
+	err  error
+}
+
+// fetcher reads and decodes the next batch while the stage applies the
+// one before: the store's round trips and the decoding overlap. It holds
+// at most one batch that the stage has not taken (memory stays bounded),
+// and commits nothing: offsets still move only after the sink took them.
+type fetcher struct {
+	batches chan fetched
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func (a *applier) fetchAhead(ctx context.Context, r Reader) *fetcher {
+	fctx, cancel := context.WithCancel(ctx)
+	f := &fetcher{batches: make(chan fetched), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		for {
+			msgs, err := r.Fetch(fctx)
+			if fctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				ds := make([]decoded, len(msgs)) // one allocation per batch
+				for i := range msgs {
+					a.predecode(&msgs[i], &ds[i])
+				}
+			}
+			select {
+			case f.batches <- fetched{msgs: msgs, err: err}:
+			case <-fctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return f
+}
+
+// next waits for the batch read ahead; with poll, for barrierPoll at most
+// (ok=false when none came).
+func (f *fetcher) next(ctx context.Context, poll bool) (got fetched, ok bool) {
+	var timeout <-chan time.Time
+	if poll {
+		t := time.NewTimer(barrierPoll)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case got = <-f.batches:
+		return got, true
+	case <-timeout:
+		return fetched{}, false
+	case <-ctx.Done():
+		return fetched{err: ctx.Err()}, true
+	}
+}
+
+// stop ends the reading ahead and waits for it: no Fetch runs after it.
+func (f *fetcher) stop() {
+	f.cancel()
+	<-f.done
 }
 
 // applier applies batches of one mapping to its sink.
@@ -170,7 +253,7 @@ func (a *applier) applyBatch(ctx context.Context, msgs []Message) error {
 			}
 			continue // written by this mapping's other flow from this store
 		}
-		c, ok, err := DecodeChange(m.Key, m.Value)
+		c, ok, err := a.decode(&m)
 		if err != nil {
 			dead = append(dead, a.deadLetter(m, err))
 			continue
@@ -178,10 +261,6 @@ func (a *applier) applyBatch(ctx context.Context, msgs []Message) error {
 		if !ok {
 			continue // tombstone: the delete before it did the work
 		}
-		c.Topic, c.Partition, c.Offset = m.Topic, m.Partition, m.Offset
-		c.KeyID = string(m.Key)
-		c.Prev = m.Headers[PrevHeader]
-		a.cfg.Mapping.Shape(&c)
 		changes = append(changes, c)
 	}
 	err := a.applyRetrying(ctx, changes)
@@ -210,6 +289,33 @@ func (a *applier) applyBatch(ctx context.Context, msgs []Message) error {
 		a.stats.LastApplied.Store(time.Now().UnixMilli())
 	}
 	return nil
+}
+
+// predecode decodes and shapes m ahead of its batch's application (echoes
+// of this flow are skipped unread, as applyBatch skips them).
+func (a *applier) predecode(m *Message, d *decoded) {
+	if a.cfg.SkipOrigin != "" && m.Headers[OriginHeader] == a.cfg.SkipOrigin {
+		return
+	}
+	d.change, d.ok, d.err = a.decode(m)
+	m.decoded = d
+}
+
+// decode returns m's change, shaped by the mapping and saying where it was
+// read from; ok=false for a tombstone.
+func (a *applier) decode(m *Message) (Change, bool, error) {
+	if d := m.decoded; d != nil {
+		return d.change, d.ok, d.err
+	}
+	c, ok, err := DecodeChange(m.Key, m.Value)
+	if err != nil || !ok {
+		return c, ok, err
+	}
+	c.Topic, c.Partition, c.Offset = m.Topic, m.Partition, m.Offset
+	c.KeyID = string(m.Key)
+	c.Prev = m.Headers[PrevHeader]
+	a.cfg.Mapping.Shape(&c)
+	return c, true, nil
 }
 
 type poisonChange struct {

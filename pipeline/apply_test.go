@@ -13,22 +13,36 @@ import (
 	"github.com/scoop-cdc/scoop/schema"
 )
 
-// fakeReader hands out its batches, then ends the stage by cancelling its
-// context; it records every commit and rewind.
+// fakeReader hands out its batches, then ends the stage with errReaderDry
+// (Apply returns it once it has applied every batch before it); it
+// records every commit and rewind. Batches from afterRewind on (0: none)
+// are what the log holds after a rewind: before one, Fetch waits as a
+// reader holding nothing new would.
 type fakeReader struct {
-	batches   [][]Message
-	cancel    context.CancelFunc
-	committed []string // "partition/offset", in commit order
-	rewinds   int
+	batches     [][]Message
+	afterRewind int
+	next        int
+	committed   []string // "partition/offset", in commit order
+	rewinds     int
+	// fetched, when set, is told the number of each batch handed out.
+	fetched chan int
 }
 
+var errReaderDry = errors.New("fake reader ran dry")
+
 func (r *fakeReader) Fetch(ctx context.Context) ([]Message, error) {
-	if len(r.batches) == 0 {
-		r.cancel()
+	if r.afterRewind > 0 && r.next >= r.afterRewind && r.rewinds == 0 {
+		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	b := r.batches[0]
-	r.batches = r.batches[1:]
+	if r.next == len(r.batches) {
+		return nil, errReaderDry
+	}
+	b := r.batches[r.next]
+	r.next++
+	if r.fetched != nil {
+		r.fetched <- r.next
+	}
 	return b, nil
 }
 
@@ -103,16 +117,20 @@ func runApply(t *testing.T, sink *fakeSink, batches ...[]Message) (*fakeReader, 
 
 func runApplyBarriers(t *testing.T, sink *fakeSink, bar TruncateBarriers, batches ...[]Message) (*fakeReader, *fakeDeadLetters, *ApplyStats, error) {
 	t.Helper()
+	return runApplyReader(t, sink, bar, &fakeReader{batches: batches})
+}
+
+func runApplyReader(t *testing.T, sink *fakeSink, bar TruncateBarriers, r *fakeReader) (*fakeReader, *fakeDeadLetters, *ApplyStats, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r := &fakeReader{batches: batches, cancel: cancel}
 	sink.reader = r
 	dlq := &fakeDeadLetters{}
 	stats := &ApplyStats{}
 	cfg := ApplyConfig{Mapping: &Mapping{Name: "m"}, Group: "g", Topic: "t", DeadLetters: dlq, DLQTopic: "scoop.dlq", Logger: slog.Default(), Barriers: bar}
 	err := Apply(ctx, cfg, r, sink, stats)
-	if errors.Is(err, context.Canceled) {
-		err = nil // the reader ran dry
+	if errors.Is(err, errReaderDry) {
+		err = nil
 	}
 	return r, dlq, stats, err
 }
@@ -278,9 +296,9 @@ func TestApplyTruncateBarrier(t *testing.T) {
 		return Message{Topic: "t", Partition: p, Offset: off, Value: []byte(`{"op":"t","source":{"commit_lsn":500,"lsn":450}}`),
 			Headers: map[string]string{PartitionsHeader: "2"}}
 	}
-	r, _, _, err := runApplyBarriers(t, sink, bar,
-		[]Message{row(0, 0, 1), mark(0, 1), rowAt(0, 2, 2, 600), row(1, 0, 3), mark(1, 1)},
-		[]Message{mark(0, 1), rowAt(0, 2, 2, 600), mark(1, 1), rowAt(1, 2, 4, 700)})
+	r, _, _, err := runApplyReader(t, sink, bar, &fakeReader{afterRewind: 1, batches: [][]Message{
+		{row(0, 0, 1), mark(0, 1), rowAt(0, 2, 2, 600), row(1, 0, 3), mark(1, 1)},
+		{mark(0, 1), rowAt(0, 2, 2, 600), mark(1, 1), rowAt(1, 2, 4, 700)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,11 +341,11 @@ func TestApplySkipsOwnEchoes(t *testing.T) {
 	echo.Headers = map[string]string{OriginHeader: "reverse:m"}
 	other := row(0, 2, 3)
 	other.Headers = map[string]string{OriginHeader: "reverse:other"}
-	r := &fakeReader{batches: [][]Message{{row(0, 0, 1), echo, other}}, cancel: cancel}
+	r := &fakeReader{batches: [][]Message{{row(0, 0, 1), echo, other}}}
 	sink.reader = r
 	stats := &ApplyStats{}
 	cfg := ApplyConfig{Mapping: &Mapping{Name: "m"}, Group: "g", Topic: "t", DeadLetters: &fakeDeadLetters{}, DLQTopic: "scoop.dlq", SkipOrigin: ReverseOrigin(&Mapping{Name: "m"})}
-	if err := Apply(ctx, cfg, r, sink, stats); err != nil && !errors.Is(err, context.Canceled) {
+	if err := Apply(ctx, cfg, r, sink, stats); err != nil && !errors.Is(err, errReaderDry) {
 		t.Fatal(err)
 	}
 	if got := strings.Join(sink.applied, " "); got != "1 3" || stats.Echoes.Load() != 1 {
@@ -335,5 +353,45 @@ func TestApplySkipsOwnEchoes(t *testing.T) {
 	}
 	if got := strings.Join(r.committed, " "); got != "0/0 0/1 0/2" {
 		t.Fatalf("committed %s, want 0/0 0/1 0/2", got)
+	}
+}
+
+// The next batch is read and decoded while the sink writes the one before,
+// and its offsets are committed only after the sink took it.
+func TestApplyFetchesAhead(t *testing.T) {
+	fetched := make(chan int, 3)
+	var decodedAhead bool
+	sink := &fakeSink{}
+	r := &fakeReader{fetched: fetched, batches: [][]Message{{row(0, 0, 1)}, {row(0, 1, 2)}}}
+	sink.fail = func(call int, _ []Change) error {
+		if call != 1 {
+			return nil
+		}
+		// Apply of batch 1 waits for batch 2 to be fetched: without
+		// reading ahead, this would wait for ever.
+		for {
+			select {
+			case n := <-fetched:
+				if n == 2 {
+					decodedAhead = true
+					return nil
+				}
+			case <-time.After(5 * time.Second):
+				return Permanent(errors.New("batch 2 was not fetched while batch 1 was applied"))
+			}
+		}
+	}
+	_, _, _, err := runApplyReader(t, sink, nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !decodedAhead {
+		t.Fatalf("batch 2 was not fetched while batch 1 was applied; store saw %v", sink.applied)
+	}
+	if got, want := strings.Join(sink.applied, " "), "1 2"; got != want {
+		t.Fatalf("store saw %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(sink.committedAtCall), "[0 1]"; got != want {
+		t.Fatalf("offsets committed before each sink call: %s, want %s", got, want)
 	}
 }

@@ -15,7 +15,8 @@
 // Contract of the apply path (Kafka -> store), Apply, its mirror:
 //   - a Reader (owned and closed by the caller) yields messages in order per
 //     partition; Apply decodes and shapes them and hands each batch to the
-//     Sink in that order;
+//     Sink in that order, reading and decoding the next batch while the
+//     Sink writes one (one batch ahead, never more);
 //   - Reader.Commit is called only after Sink.Apply returned nil for every
 //     message committed (or the message was dead-lettered, or skipped as a
 //     tombstone or as wiped by a done truncate);

@@ -95,12 +95,10 @@ func (g *truncateGate) marker(m Message) (heldMarker, bool) {
 	if n < 2 || g.a.cfg.Barriers == nil {
 		return heldMarker{}, false
 	}
-	c, ok, err := DecodeChange(m.Key, m.Value)
+	c, ok, err := g.a.decode(&m)
 	if err != nil || !ok || c.Op != schema.OpTruncate {
 		return heldMarker{}, false // dead-lettered with its reason by applyBatch
 	}
-	c.Topic, c.Partition, c.Offset = m.Topic, m.Partition, m.Offset
-	g.a.cfg.Mapping.Shape(&c)
 	id := BarrierID{Group: g.a.cfg.Group, Topic: m.Topic, CommitLSN: c.CommitLSN, LSN: c.LSN, Partitions: n}
 	return heldMarker{id: id, msg: m, change: c}, true
 }
@@ -175,7 +173,7 @@ func (g *truncateGate) wiped(m Message) bool {
 	if g.truncated.Offsets == nil && g.truncated.CommitLSN == 0 {
 		return false
 	}
-	c, ok, err := DecodeChange(m.Key, m.Value)
+	c, ok, err := g.a.decode(&m)
 	if err != nil || !ok {
 		return g.truncated.Wiped(m.Partition, m.Offset, nil)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -20,7 +21,11 @@ type ConsumerConfig struct {
 	MaxBatch int // changes per sink transaction (default 2000)
 	// MaxBatchBytes bounds a batch's key+value bytes (default 8 MiB).
 	MaxBatchBytes int
-	Linger        time.Duration // wait for a fuller batch (default 20ms)
+	// Linger waits for a fuller batch (default 5ms). pipeline.Apply reads
+	// the next batch while the store writes one, so a busy store still gets
+	// full batches (messages queue meanwhile); an idle one gets what
+	// arrived without waiting long.
+	Linger time.Duration
 	// DeadLetters publishes events that can never be applied.
 	DeadLetters pipeline.Publisher
 	DLQTopic    string
@@ -46,7 +51,7 @@ func (c *ConsumerConfig) defaults() {
 		c.MaxBatchBytes = 8 << 20
 	}
 	if c.Linger <= 0 {
-		c.Linger = 20 * time.Millisecond
+		c.Linger = 5 * time.Millisecond
 	}
 	if c.StartOffset == 0 {
 		c.StartOffset = kafkago.FirstOffset
@@ -82,6 +87,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, sink pipeline.Sink, stats 
 // (FetchMessage, never ReadMessage) after the store took the messages.
 type Reader struct {
 	cfg ConsumerConfig
+	mu  sync.Mutex      // Fetch runs concurrently with Commit (pipeline.Reader)
 	r   *kafkago.Reader // nil after Rewind, until the next Fetch
 }
 
@@ -92,6 +98,8 @@ func NewReader(cfg ConsumerConfig) *Reader {
 }
 
 func (r *Reader) reader() *kafkago.Reader {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.r == nil {
 		r.r = kafkago.NewReader(kafkago.ReaderConfig{
 			Brokers:       r.cfg.Brokers,
@@ -156,6 +164,8 @@ func (r *Reader) Commit(ctx context.Context, msgs []pipeline.Message) error {
 // Rewind closes the group reader, which flushes the committed offsets; the
 // next Fetch joins the group again and reads from them.
 func (r *Reader) Rewind(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.r == nil {
 		return nil
 	}
@@ -168,6 +178,8 @@ func (r *Reader) Rewind(context.Context) error {
 
 // Close leaves the group, flushing the committed offsets.
 func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.r == nil {
 		return nil
 	}
