@@ -44,8 +44,24 @@ func quoteAll(names []string) []string {
 // before writing anything, so no event with a new column is applied before
 // the column exists in the store.
 func CheckColumns(batch []Change, target map[string]Column) error {
+	// Counting the target's columns an event has (lookups) is much cheaper
+	// than walking the event's columns (a map iteration per event): only an
+	// event with more columns than it has of the target's is walked.
+	names := make([]string, 0, len(target))
+	for n := range target {
+		names = append(names, n)
+	}
 	var unknown map[string]bool
 	for i := range batch {
+		known := 0
+		for _, n := range names {
+			if _, ok := batch[i].After[n]; ok {
+				known++
+			}
+		}
+		if known == len(batch[i].After) {
+			continue
+		}
 		for n := range batch[i].After {
 			if _, ok := target[n]; !ok {
 				if unknown == nil {

@@ -1,6 +1,7 @@
 package cassandra
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +90,13 @@ type Sink struct {
 	keyspace string
 	cols     map[string]pipeline.Column
 	keys     []pipeline.Column
+	// names are the target's columns, sorted: the order of an INSERT's
+	// columns (as Change.WrittenColumns gives them).
+	names []string
+	// inserts caches the INSERT of each set of written columns (a bit per
+	// names[i]); deleteStmt is the one DELETE. Only Apply's goroutine uses them.
+	inserts    map[uint64]string
+	deleteStmt string
 }
 
 // CQLType maps a monolith column to its Cassandra type (docs/cassandra.md).
@@ -170,6 +179,16 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 		s.cols[c.Name] = c
 	}
 	s.keys = cfg.Target.KeyColumns()
+	for n := range s.cols {
+		s.names = append(s.names, n)
+	}
+	sort.Strings(s.names)
+	s.inserts = map[uint64]string{}
+	where := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		where[i] = schema.QuoteIdent(k.Name) + " = ?"
+	}
+	s.deleteStmt = "DELETE FROM " + s.table + " USING TIMESTAMP ? WHERE " + strings.Join(where, " AND ")
 	if err := s.ensureTable(ctx, st); err != nil {
 		session.Close()
 		return nil, err
@@ -331,33 +350,78 @@ func writeTime(c *pipeline.Change) int64 {
 func (s *Sink) statement(c pipeline.Change) (string, []any, error) {
 	ts := writeTime(&c)
 	if c.Op == schema.OpDelete {
-		where := make([]string, len(s.keys))
-		args := []any{ts}
-		for i, k := range s.keys {
-			where[i] = schema.QuoteIdent(k.Name) + " = ?"
+		args := make([]any, 1, len(s.keys)+1)
+		args[0] = ts
+		for _, k := range s.keys {
 			v, err := cqlValue(k, c.Key[k.Name])
 			if err != nil {
 				return "", nil, fmt.Errorf("key %q: %w", k.Name, err)
 			}
 			args = append(args, v)
 		}
-		return "DELETE FROM " + s.table + " USING TIMESTAMP ? WHERE " + strings.Join(where, " AND "), args, nil
+		return s.deleteStmt, args, nil
 	}
-	names := c.WrittenColumns(s.cols)
-	cols := make([]string, len(names))
-	marks := make([]string, len(names))
+	if len(s.names) > 64 {
+		return s.insert(c.WrittenColumns(s.cols), c, ts)
+	}
+	// The written columns, in names' order, as a set of bits: the cached
+	// statement's key.
+	var set uint64
+	n := 0
+	for i, name := range s.names {
+		if _, ok := c.After[name]; ok && !c.Unchanged[name] {
+			set |= 1 << i
+			n++
+		}
+	}
+	args := make([]any, 0, n+1)
+	for i, name := range s.names {
+		if set&(1<<i) == 0 {
+			continue
+		}
+		v, err := cqlValue(s.cols[name], c.After[name])
+		if err != nil {
+			return "", nil, fmt.Errorf("column %q: %w", name, err)
+		}
+		args = append(args, v)
+	}
+	args = append(args, ts)
+	stmt, ok := s.inserts[set]
+	if !ok {
+		names := make([]string, 0, n)
+		for i, name := range s.names {
+			if set&(1<<i) != 0 {
+				names = append(names, name)
+			}
+		}
+		stmt = s.insertStatement(names)
+		s.inserts[set] = stmt
+	}
+	return stmt, args, nil
+}
+
+// insert builds the INSERT of names without the cache (a target of more
+// than 64 columns).
+func (s *Sink) insert(names []string, c pipeline.Change, ts int64) (string, []any, error) {
 	args := make([]any, 0, len(names)+1)
-	for i, n := range names {
-		cols[i] = schema.QuoteIdent(n)
-		marks[i] = "?"
+	for _, n := range names {
 		v, err := cqlValue(s.cols[n], c.After[n])
 		if err != nil {
 			return "", nil, fmt.Errorf("column %q: %w", n, err)
 		}
 		args = append(args, v)
 	}
-	args = append(args, ts)
-	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) USING TIMESTAMP ?", s.table, strings.Join(cols, ", "), strings.Join(marks, ", ")), args, nil
+	return s.insertStatement(names), append(args, ts), nil
+}
+
+func (s *Sink) insertStatement(names []string) string {
+	cols := make([]string, len(names))
+	marks := make([]string, len(names))
+	for i, n := range names {
+		cols[i] = schema.QuoteIdent(n)
+		marks[i] = "?"
+	}
+	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) USING TIMESTAMP ?", s.table, strings.Join(cols, ", "), strings.Join(marks, ", "))
 }
 
 // cqlValue converts an event's JSON value for a column's CQL type.
@@ -393,7 +457,9 @@ func cqlValue(col pipeline.Column, raw json.RawMessage) (any, error) {
 	var str string
 	isString := raw[0] == '"'
 	if isString {
-		if err := json.Unmarshal(raw, &str); err != nil {
+		if len(raw) >= 2 && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+			str = string(raw[1 : len(raw)-1]) // nothing escaped
+		} else if err := json.Unmarshal(raw, &str); err != nil {
 			return nil, err
 		}
 	}

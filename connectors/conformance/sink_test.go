@@ -334,6 +334,35 @@ func TestSinkBulk(t *testing.T) {
 	}
 }
 
+// TestSinkBulkShapes: one batch with two large groups of different written
+// columns (the PostgreSQL sink stages both through its one staging table in
+// one transaction: the first group's merge must read the first group).
+func TestSinkBulkShapes(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			table := testenv.Name("shapes")
+			s := st.open(t, basicTarget(table), table)
+			var batch []pipeline.Change
+			for id := 1; id <= 20; id++ {
+				after := fmt.Sprintf(`{"id":%d,"name":"full%d","n":%d,"big":"b%d"}`, id, id, id, id)
+				if id > 10 {
+					after = fmt.Sprintf(`{"id":%d,"name":"part%d","n":%d}`, id, id, id)
+				}
+				batch = append(batch, change(schema.OpCreate, id, after, 1, int64(id)))
+			}
+			apply(t, s, batch...)
+			for _, id := range []int{1, 10} {
+				want(t, st, table, id, "name", fmt.Sprintf("full%d", id))
+				want(t, st, table, id, "big", fmt.Sprintf("b%d", id))
+			}
+			for _, id := range []int{11, 20} {
+				want(t, st, table, id, "name", fmt.Sprintf("part%d", id))
+				want(t, st, table, id, "n", fmt.Sprint(id))
+			}
+		})
+	}
+}
+
 // at sets a change's source position: commit LSN, place in the
 // transaction, and place among the transaction's changes of its key.
 func at(c pipeline.Change, commitLSN, lsn, order, keyOrder uint64) pipeline.Change {

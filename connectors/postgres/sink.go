@@ -68,8 +68,13 @@ type Sink struct {
 	table string // quoted schema.table
 	cols  map[string]pipeline.Column
 	keys  []pipeline.Column
+	names []string // the target's columns, sorted (as WrittenColumns lists them)
 	// staged: the session's staging table exists (reset on reconnect).
 	staged bool
+	// stageUsed: the current transaction copied rows into the staging
+	// table (it starts empty: ON COMMIT DELETE ROWS, and a rollback takes
+	// the rows with it).
+	stageUsed bool
 }
 
 // NewSink connects, sets the replication origin up, and creates the target
@@ -101,6 +106,10 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 		}
 		s.cols[c.Name] = c
 	}
+	for n := range s.cols {
+		s.names = append(s.names, n)
+	}
+	sort.Strings(s.names)
 	s.keys = cfg.Target.KeyColumns()
 	if len(s.keys) == 0 {
 		return nil, fmt.Errorf("mapping %s: target %s has no key column", cfg.Mapping, cfg.Target.Table)
@@ -339,6 +348,7 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 				return err
 			}
 		}
+		s.stageUsed = false
 		done, err := s.readProgress(ctx, tx, batch)
 		if err != nil {
 			return err
@@ -368,12 +378,17 @@ func (s *Sink) Apply(ctx context.Context, batch []pipeline.Change) error {
 		// commit then carries the monolith's commit time (with
 		// track_commit_timestamp) and pg_replication_origin_progress shows
 		// how far this store is.
+		// Queued first in the batch sent with the rows (one round trip
+		// less): it only has to precede the commit.
+		var b pgx.Batch
 		if last := lastStreamed(apply); last != nil && !s.cfg.NoOrigin {
-			if _, err := tx.Exec(ctx, `SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2)`, formatLSN(last.CommitLSN), last.CommitTime); err != nil {
-				return fmt.Errorf("mapping %s: set the origin's commit position (needs superuser or EXECUTE on pg_replication_origin_xact_setup): %w", s.cfg.Mapping, err)
+			b.Queue(`SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2)`, formatLSN(last.CommitLSN), last.CommitTime).Fn = func(br pgx.BatchResults) error {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("mapping %s: set the origin's commit position (needs superuser or EXECUTE on pg_replication_origin_xact_setup): %w", s.cfg.Mapping, err)
+				}
+				return nil
 			}
 		}
-		var b pgx.Batch
 		if s.cfg.Conflict != nil {
 			for i := range apply {
 				if err := s.queueConflict(&b, &apply[i]); err != nil {
@@ -449,10 +464,16 @@ func (s *Sink) readProgress(ctx context.Context, tx pgx.Tx, batch []pipeline.Cha
 			parts = append(parts, int32(p))
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO scoop.sink_offsets (mapping, topic, partition, "offset") SELECT $1, $2, p, -1 FROM unnest($3::int[]) p ON CONFLICT DO NOTHING`, s.cfg.Group, s.cfg.Topic, parts); err != nil {
+	// Both statements in one round trip.
+	var b pgx.Batch
+	b.Queue(`INSERT INTO scoop.sink_offsets (mapping, topic, partition, "offset") SELECT $1, $2, p, -1 FROM unnest($3::int[]) p ON CONFLICT DO NOTHING`, s.cfg.Group, s.cfg.Topic, parts)
+	b.Queue(`SELECT partition, "offset", commit_lsn, lsn FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 AND partition = ANY($3) FOR UPDATE`, s.cfg.Group, s.cfg.Topic, parts)
+	br := tx.SendBatch(ctx, &b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("create sink offsets: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT partition, "offset", commit_lsn, lsn FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 AND partition = ANY($3) FOR UPDATE`, s.cfg.Group, s.cfg.Topic, parts)
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("read sink offsets: %w", err)
 	}
@@ -466,7 +487,14 @@ func (s *Sink) readProgress(ctx context.Context, tx pgx.Tx, batch []pipeline.Cha
 		}
 		done[part] = progress{offset: off, commitLSN: uint64(commitLSN), lsn: uint64(lsn)}
 	}
-	return done, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read sink offsets: %w", err)
+	}
+	rows.Close()
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("read sink offsets: %w", err)
+	}
+	return done, nil
 }
 
 // classify marks errors that retrying cannot fix as permanent: cardinality

@@ -34,11 +34,8 @@ func (s *Sink) applyCopy(ctx context.Context, tx pgx.Tx, b *pgx.Batch, changes [
 			return err
 		}
 		if i < len(changes) {
-			if b.Len() > 0 {
-				if err := tx.SendBatch(ctx, b).Close(); err != nil {
-					return err
-				}
-				*b = pgx.Batch{}
+			if err := sendBatch(ctx, tx, b); err != nil {
+				return err
 			}
 			if _, err := tx.Exec(ctx, "TRUNCATE "+s.table); err != nil {
 				return fmt.Errorf("truncate %s: %w", s.table, err)
@@ -50,8 +47,9 @@ func (s *Sink) applyCopy(ctx context.Context, tx pgx.Tx, b *pgx.Batch, changes [
 }
 
 func (s *Sink) applySegment(ctx context.Context, tx pgx.Tx, b *pgx.Batch, changes []pipeline.Change) error {
-	groups := map[string][]*pipeline.Change{}
-	var order []string
+	groups := map[uint64][]*pipeline.Change{}
+	var order []uint64
+	var wide []*pipeline.Change // a target of more than 64 columns: as statements
 	for i := range changes {
 		c := &changes[i]
 		if c.Op == schema.OpDelete || len(c.Unchanged) > 0 {
@@ -60,32 +58,62 @@ func (s *Sink) applySegment(ctx context.Context, tx pgx.Tx, b *pgx.Batch, change
 			}
 			continue
 		}
-		shape := strings.Join(c.WrittenColumns(s.cols), "\x00")
+		if len(s.names) > 64 {
+			wide = append(wide, c)
+			continue
+		}
+		// The written columns as a bit per s.names[i] (lookups, cheaper
+		// than listing and sorting the event's columns).
+		var shape uint64
+		for i, n := range s.names {
+			if _, ok := c.After[n]; ok {
+				shape |= 1 << i
+			}
+		}
 		if _, ok := groups[shape]; !ok {
 			order = append(order, shape)
 		}
 		groups[shape] = append(groups[shape], c)
 	}
 	for _, shape := range order {
-		group := groups[shape]
-		if len(group) < copyThreshold {
-			for _, c := range group {
-				if err := s.queue(b, c); err != nil {
-					return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
-				}
+		var names []string
+		for i, n := range s.names {
+			if shape&(1<<i) != 0 {
+				names = append(names, n)
 			}
-			continue
 		}
-		if err := s.copyMerge(ctx, tx, strings.Split(shape, "\x00"), group); err != nil {
+		if err := s.applyGroup(ctx, tx, b, names, groups[shape]); err != nil {
 			return err
+		}
+	}
+	for _, c := range wide {
+		if err := s.queue(b, c); err != nil {
+			return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
 		}
 	}
 	return nil
 }
 
+// applyGroup writes upserts of one column set: through COPY, or as
+// statements when they are few.
+func (s *Sink) applyGroup(ctx context.Context, tx pgx.Tx, b *pgx.Batch, names []string, group []*pipeline.Change) error {
+	if len(group) < copyThreshold {
+		for _, c := range group {
+			if err := s.queue(b, c); err != nil {
+				return pipeline.Permanent(fmt.Errorf("offset %d/%d: %w", c.Partition, c.Offset, err))
+			}
+		}
+		return nil
+	}
+	return s.copyMerge(ctx, tx, b, names, group)
+}
+
 // copyMerge upserts rows of one column set: COPY into the staging table,
-// then INSERT ... SELECT ... ON CONFLICT into the target.
-func (s *Sink) copyMerge(ctx context.Context, tx pgx.Tx, names []string, rows []*pipeline.Change) error {
+// then INSERT ... SELECT ... ON CONFLICT into the target, queued on b (it
+// goes with the rest of the batch, one round trip less). A second use of
+// the staging table in the transaction first sends b, whose merge reads
+// it, and empties it.
+func (s *Sink) copyMerge(ctx context.Context, tx pgx.Tx, b *pgx.Batch, names []string, rows []*pipeline.Change) error {
 	if err := s.ensureStage(ctx, tx); err != nil {
 		return err
 	}
@@ -116,9 +144,15 @@ func (s *Sink) copyMerge(ctx context.Context, tx pgx.Tx, names []string, rows []
 		}
 	}
 	list := strings.Join(cols, ", ")
-	if _, err := tx.Exec(ctx, "TRUNCATE "+stageTable); err != nil {
-		return fmt.Errorf("empty the staging table: %w", err)
+	if s.stageUsed {
+		if err := sendBatch(ctx, tx, b); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "TRUNCATE "+stageTable); err != nil {
+			return fmt.Errorf("empty the staging table: %w", err)
+		}
 	}
+	s.stageUsed = true
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &buf, "COPY "+stageTable+" ("+list+") FROM STDIN"); err != nil {
 		return fmt.Errorf("copy %d rows into the staging table: %w", len(rows), err)
 	}
@@ -132,10 +166,23 @@ func (s *Sink) copyMerge(ctx context.Context, tx pgx.Tx, names []string, rows []
 	} else {
 		merge += "UPDATE SET " + strings.Join(set, ", ")
 	}
-	if _, err := tx.Exec(ctx, merge); err != nil {
-		return fmt.Errorf("merge %d rows into %s: %w", len(rows), s.table, err)
+	b.Queue(merge).Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("merge %d rows into %s: %w", len(rows), s.table, err)
+		}
+		return nil
 	}
 	return nil
+}
+
+// sendBatch sends and empties b.
+func sendBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	err := tx.SendBatch(ctx, b).Close()
+	*b = pgx.Batch{}
+	return err
 }
 
 // ensureStage creates the session's staging table with the target's columns
