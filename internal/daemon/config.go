@@ -43,7 +43,7 @@ type Config struct {
 	PGSinkMethod      string        `env:"SCOOP_PG_SINK_METHOD" envDefault:"copy"`
 	SinkBatch         int           `env:"SCOOP_SINK_BATCH" envDefault:"5000"`
 	SinkBatchMB       int           `env:"SCOOP_SINK_BATCH_MB" envDefault:"8"`
-	BufferMB          int           `env:"SCOOP_BUFFER_MB" envDefault:"32"`
+	BufferMB          int           `env:"SCOOP_BUFFER_MB" envDefault:"16"`
 	CassandraInFlight int           `env:"SCOOP_CASSANDRA_MAX_IN_FLIGHT" envDefault:"128"`
 	MonitorInterval   time.Duration `env:"SCOOP_MONITOR_INTERVAL" envDefault:"5s"`
 	StallTimeout      time.Duration `env:"SCOOP_STALL_TIMEOUT" envDefault:"2m"`
