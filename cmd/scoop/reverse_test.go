@@ -38,11 +38,13 @@ func query(t *testing.T, db, sql string) func() []string {
 	}
 }
 
-// waitStreaming waits until the instance's reverse flows run as well.
+// waitReverse waits until the instance's reverse flows run as well: the
+// sinks started and a reverse source streams from its slot (a service
+// write before the slot exists is not captured).
 func waitReverse(t *testing.T, d *proc, mappings int) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for strings.Count(d.logs(), "reverse flow started") < mappings || !strings.Contains(d.logs(), "created replication slot (no snapshot)") && !strings.Contains(d.logs(), "reverse_source") {
+	for strings.Count(d.logs(), "reverse flow started") < mappings || !strings.Contains(d.logs(), "msg=streaming reverse_source=") {
 		if time.Now().After(deadline) {
 			t.Fatalf("reverse flows not running:\n%s", tail(d.logs(), 4000))
 		}
