@@ -353,42 +353,11 @@ func TestVerifyRepairAfterFlip(t *testing.T) {
 	// against the reverse apply, holding back a service write for longer
 	// than verify's re-reads of a changed row last (1 s): verify must wait
 	// until the reverse consumer group applied it, not report the row.
-	lock := testenv.Conn(t, "monolith")
-	tx, err := lock.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE "+q+" IN SHARE MODE"); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Exec(t, s, fmt.Sprintf(`UPDATE %s SET remark = 'held back' WHERE id = 6`, schema.QuoteIdent(svcTable)))
-	waitFor(t, d, "the reverse apply waiting for the lock", 30*time.Second, func() (bool, string) {
-		var n int
-		err := m.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE relation = to_regclass($1) AND NOT granted`, q).Scan(&n)
-		return n > 0, fmt.Sprint(n, err)
+	held := verifyHeldBack(t, d, e.env, q, "vflip", func() {
+		testenv.Exec(t, s, fmt.Sprintf(`UPDATE %s SET remark = 'held back' WHERE id = 6`, schema.QuoteIdent(svcTable)))
 	})
-	cmd := exec.Command(binary, "verify", "vflip", "--json", "--quiet")
-	cmd.Env = append(os.Environ(), e.env...)
-	var held, heldErr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &held, &heldErr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	var waitErr error
-	select {
-	case waitErr = <-exited:
-		exited = nil
-	case <-time.After(5 * time.Second): // the flow held back this long
-	}
-	tx.Rollback(ctx)
-	if exited != nil {
-		waitErr = <-exited
-	}
-	if waitErr != nil || !strings.Contains(held.String(), `"diffs": []`) {
-		t.Fatalf("verify while the reverse apply was held back: %v\n%s\n%s", waitErr, held.String(), heldErr.String())
+	if !strings.Contains(held, `"diffs": []`) {
+		t.Fatalf("verify while the reverse apply was held back:\n%s", held)
 	}
 
 	// The service writes during a run: no false differences.
@@ -453,46 +422,16 @@ func TestVerifyAfterFlipToCassandra(t *testing.T) {
 
 	// The reverse apply held back (the monolith's table locked against
 	// it) for longer than verify's re-reads of a changed row last.
-	m := testenv.Conn(t, "monolith")
-	tx, err := testenv.Conn(t, "monolith").Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE "+q+" IN SHARE MODE"); err != nil {
-		t.Fatal(err)
-	}
-	if err := sw.Upsert(ctx, map[string]any{"id": 6, "amount": "6.00", "remark": "held back"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, d, "the reverse apply waiting for the lock", 30*time.Second, func() (bool, string) {
-		var n int
-		err := m.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE relation = to_regclass($1) AND NOT granted`, q).Scan(&n)
-		return n > 0, fmt.Sprint(n, err)
+	held := verifyHeldBack(t, d, e.env, q, "vcass", func() {
+		if err := sw.Upsert(ctx, map[string]any{"id": 6, "amount": "6.00", "remark": "held back"}); err != nil {
+			t.Fatal(err)
+		}
 	})
-	cmd := exec.Command(binary, "verify", "vcass", "--json", "--quiet")
-	cmd.Env = append(os.Environ(), e.env...)
-	var held, heldErr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &held, &heldErr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	var waitErr error
-	select {
-	case waitErr = <-exited:
-		exited = nil
-	case <-time.After(5 * time.Second): // the flow held back this long
-	}
-	tx.Rollback(ctx)
-	if exited != nil {
-		waitErr = <-exited
-	}
-	if waitErr != nil || !strings.Contains(held.String(), `"diffs": []`) || !strings.Contains(held.String(), `"reference": "service"`) {
-		t.Fatalf("verify while the reverse apply was held back: %v\n%s\n%s", waitErr, held.String(), heldErr.String())
+	if !strings.Contains(held, `"diffs": []`) || !strings.Contains(held, `"reference": "service"`) {
+		t.Fatalf("verify while the reverse apply was held back:\n%s", held)
 	}
 
+	m := testenv.Conn(t, "monolith")
 	testenv.Exec(t, m, fmt.Sprintf(`BEGIN;
 		SELECT set_config('scoop.applying', 'reverse:vcass', true);
 		SELECT pg_logical_emit_message(true, 'scoop-origin', 'reverse:vcass');
@@ -542,4 +481,52 @@ func TestVerifyRepairRefusedAfterFlipToCassandra(t *testing.T) {
 	if code != 2 || errs != want {
 		t.Fatalf("exit %d:\n%s\nwant:\n%s", code, errs, want)
 	}
+}
+
+// verifyHeldBack locks the monolith table q against the reverse apply, makes
+// a service write (write), waits until the reverse apply waits for the lock,
+// runs verify NAME --json, and releases the lock after 5 s (verify must wait
+// for the reverse flow, not report the row): verify's output, after it
+// exited 0.
+func verifyHeldBack(t *testing.T, d *proc, env []string, q, name string, write func()) string {
+	t.Helper()
+	ctx := context.Background()
+	m := testenv.Conn(t, "monolith")
+	tx, err := testenv.Conn(t, "monolith").Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+q+" IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	write()
+	waitFor(t, d, "the reverse apply waiting for the lock", 30*time.Second, func() (bool, string) {
+		var n int
+		err := m.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE relation = to_regclass($1) AND NOT granted`, q).Scan(&n)
+		return n > 0, fmt.Sprint(n, err)
+	})
+	cmd := exec.Command(binary, "verify", name, "--json", "--quiet")
+	cmd.Env = append(os.Environ(), env...)
+	var out, errs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	select {
+	case waitErr = <-exited:
+		exited = nil
+	case <-time.After(5 * time.Second): // the flow held back this long
+	}
+	tx.Rollback(ctx)
+	if exited != nil {
+		waitErr = <-exited
+	}
+	if waitErr != nil {
+		t.Fatalf("verify while the reverse apply was held back: %v\n%s\n%s", waitErr, out.String(), errs.String())
+	}
+	return out.String()
 }
