@@ -82,6 +82,24 @@ type snapshotMarks struct {
 	mu      sync.Mutex
 	started bool // a row was handed over
 	active  int  // workers that may still hand over rows
+	// parked is the last row of a worker that finished while others still
+	// ran: the snapshot's last row if none of them hands over another.
+	parked *heldRow
+}
+
+// mark is the marker of h (under mu): "last" when last is set.
+func (m *snapshotMarks) mark(h *heldRow, last bool) string {
+	defer func() { m.started = true }()
+	switch {
+	case last:
+		return schema.SnapshotLast
+	case h.firstInTable && !m.started:
+		return schema.SnapshotFirst
+	case h.lastInTable:
+		return schema.SnapshotLastInTable
+	default:
+		return schema.SnapshotFirstInTable
+	}
 }
 
 // snapshotWorker reads tables one after the other, holding back the last row
@@ -102,32 +120,22 @@ type heldRow struct {
 	lastInTable  bool
 }
 
-// hand encodes the held row with its marker and hands it over; final when
-// it is the worker's last row. A row that is first or last of its table is
+// hand encodes the held row, which the worker read another row after, with
+// its marker and hands it over. A row that is first or last of its table is
 // marked and handed over under the lock, so the row marked "first" precedes
-// every other worker's rows and the row marked "last" follows them.
-func (w *snapshotWorker) hand(ctx context.Context, final bool) error {
+// every other worker's rows.
+func (w *snapshotWorker) hand(ctx context.Context) error {
 	h := w.held
 	w.held = nil
-	mark := schema.SnapshotTrue
-	if h.firstInTable || h.lastInTable {
-		w.marks.mu.Lock()
-		defer w.marks.mu.Unlock()
-		if final {
-			w.marks.active--
-		}
-		switch {
-		case final && w.marks.active == 0:
-			mark = schema.SnapshotLast
-		case h.firstInTable && !w.marks.started:
-			mark = schema.SnapshotFirst
-		case h.lastInTable:
-			mark = schema.SnapshotLastInTable
-		default:
-			mark = schema.SnapshotFirstInTable
-		}
-		w.marks.started = true
+	if !h.firstInTable && !h.lastInTable {
+		return w.send(ctx, h, schema.SnapshotTrue)
 	}
+	w.marks.mu.Lock()
+	defer w.marks.mu.Unlock()
+	return w.send(ctx, h, w.marks.mark(h, false))
+}
+
+func (w *snapshotWorker) send(ctx context.Context, h *heldRow, mark string) error {
 	h.ev.Source.Snapshot = mark
 	rec, err := eventRecord(w.enc, h.topic, &h.ev)
 	if err != nil {
@@ -136,19 +144,47 @@ func (w *snapshotWorker) hand(ctx context.Context, final bool) error {
 	return w.s.handOver(ctx, w.out, pipeline.Item{Record: rec})
 }
 
-// finish hands over the worker's held row, the last of its table: "last"
-// when no other worker may still hand over a row. A worker that holds
-// nothing (its tables were empty) only says it is done; if it is the last to
-// finish, no row is marked "last".
+// finish ends the worker's work. Its held row is the last of its table; it
+// is the snapshot's last row when no other worker may still hand over one,
+// so a worker that finishes while others still run parks it (handing over
+// the row parked before it, which is then not the last), and the worker
+// that finishes last hands over the parked row and its own, marking the
+// final one "last" (also when its own tables were empty).
 func (w *snapshotWorker) finish(ctx context.Context) error {
-	if w.held == nil {
-		w.marks.mu.Lock()
-		w.marks.active--
-		w.marks.mu.Unlock()
+	own := w.held
+	w.held = nil
+	if own != nil {
+		own.lastInTable = true
+	}
+	m := w.marks
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.active--
+	if m.active > 0 {
+		if own == nil {
+			return nil
+		}
+		prev := m.parked
+		m.parked = own
+		if prev == nil {
+			return nil
+		}
+		return w.send(ctx, prev, m.mark(prev, false))
+	}
+	prev := m.parked
+	m.parked = nil
+	if own == nil {
+		own, prev = prev, nil
+	}
+	if prev != nil {
+		if err := w.send(ctx, prev, m.mark(prev, false)); err != nil {
+			return err
+		}
+	}
+	if own == nil {
 		return nil
 	}
-	w.held.lastInTable = true
-	return w.hand(ctx, true)
+	return w.send(ctx, own, m.mark(own, true))
 }
 
 func (w *snapshotWorker) table(ctx context.Context, pc *pgconn.PgConn, t *schema.Table, point uint64, started time.Time) error {
@@ -170,7 +206,7 @@ func (w *snapshotWorker) table(ctx context.Context, pc *pgconn.PgConn, t *schema
 			if w.held != nil {
 				// Held from the previous table: its last row.
 				w.held.lastInTable = rows == 0
-				if err := w.hand(ctx, false); err != nil {
+				if err := w.hand(ctx); err != nil {
 					return err
 				}
 			}

@@ -56,7 +56,14 @@ func (r *recorder) records() []marked {
 // (a one-row table's row is its last), the rest "true"; with two workers
 // reading four tables (one of one row, one empty) in chunks of 7 rows.
 func TestSnapshotMarkers(t *testing.T) {
-	sizes := []int{25, 1, 0, 13}
+	// Two workers; in the second case one row and empty tables, so that the
+	// worker that finishes last has mostly read empty tables.
+	for _, sizes := range [][]int{{25, 1, 0, 13}, {1, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0}} {
+		t.Run(fmt.Sprint(sizes), func(t *testing.T) { snapshotMarkers(t, sizes) })
+	}
+}
+
+func snapshotMarkers(t *testing.T, sizes []int) {
 	c := testenv.Conn(t, "monolith")
 	var tables []postgres.TableName
 	total := 0
