@@ -214,7 +214,7 @@ BEGIN
 	RETURN NEW;
 END $$;
 CREATE OR REPLACE FUNCTION scoop.note_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-DECLARE k jsonb; p text; t text; r record; now_prev text;
+DECLARE k jsonb; p text; t text; r record; now_prev text; seen xid; n bigint;
 BEGIN
 	IF coalesce(current_setting('scoop.applying', true), '') <> '' THEN
 		RETURN NULL;
@@ -234,6 +234,9 @@ BEGIN
 		-- update), so that note_prev sends the version it is really made on
 		-- top of ahead of a change the other side can accept.
 		SELECT v.ts, v.side, v.xmin AS x INTO r FROM scoop.row_versions v WHERE v.tbl = t AND v.key = k;
+		IF FOUND THEN
+			seen := r.x;
+		END IF;
 		IF FOUND AND r.x <> pg_current_xact_id()::xid THEN
 			now_prev := concat_ws(' ', coalesce(r.ts, scoop.commit_us(r.x)), r.side);
 			IF now_prev <> p THEN
@@ -247,7 +250,18 @@ BEGIN
 	VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k, NULL, TG_ARGV[0], TG_OP = 'DELETE',
 		nullif(split_part(p, ' ', 1), '')::bigint, nullif(split_part(p, ' ', 2), ''))
 	ON CONFLICT (tbl, key) DO UPDATE SET ts = NULL, side = EXCLUDED.side, deleted = EXCLUDED.deleted,
-		prev_ts = EXCLUDED.prev_ts, prev_side = EXCLUDED.prev_side;
+		prev_ts = EXCLUDED.prev_ts, prev_side = EXCLUDED.prev_side
+	WHERE TG_OP <> 'INSERT' OR scoop.row_versions.xmin = seen OR scoop.row_versions.xmin = pg_current_xact_id()::xid;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n = 0 THEN
+		-- The insert's version changed since it was read above: scoop
+		-- recorded a change of the key meanwhile (the tombstone of a delete
+		-- that found no row: the insert was not committed yet), and this
+		-- write waited for it. It is made on top of that change: write the
+		-- row again (a no-op update), which notes it so.
+		EXECUTE format('UPDATE %I.%I AS t SET %I = t.%I WHERE %s', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[1], TG_ARGV[1],
+			(SELECT string_agg(format('t.%I = ($1).%I', c, c), ' AND ') FROM unnest(TG_ARGV[1:]) AS c)) USING NEW;
+	END IF;
 	RETURN NULL;
 END $$;`
 

@@ -91,14 +91,20 @@ func TestConflictApplyRacingDelete(t *testing.T) {
 // waitForLockWait returns once a session of db waits for a lock.
 func waitForLockWait(t *testing.T, db, what string) {
 	t.Helper()
+	waitForLockWaits(t, db, 1, what)
+}
+
+// waitForLockWaits returns once n sessions of db wait for a lock.
+func waitForLockWaits(t *testing.T, db string, n int, what string) {
+	t.Helper()
 	watch := testenv.Conn(t, db)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var waiting int
-		if err := watch.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+		if err := watch.QueryRow(context.Background(), `SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
-		if waiting > 0 {
+		if waiting >= n {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -148,6 +154,62 @@ func TestConflictDeleteRacingInsert(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%d rows: the monolith's delete left the concurrent insert of the side that gives way", n)
+	}
+}
+
+// Under monolith-wins, scoop applies the monolith's delete of a row the
+// service does not have (only its tombstone is recorded) and holds that
+// version uncommitted while an application on the service inserts the row:
+// the insert read the version from before, and its own version's write
+// waited for scoop's. Once scoop commits, the insert is made on top of the
+// delete: its version must say so (else the monolith refuses it as
+// concurrent with its delete while the service keeps it).
+func TestConflictInsertWaitingForTombstone(t *testing.T) {
+	ctx := context.Background()
+	s, db := policySink(t, SideService, pipeline.MonolithWins)
+	t0 := time.Now().Add(-time.Hour)
+	if err := s.Apply(ctx, []pipeline.Change{change(schema.OpCreate, 0, 1, "monolith", t0), change(schema.OpCreate, 1, 2, "monolith", t0)}); err != nil {
+		t.Fatal(err)
+	}
+	app := testenv.Conn(t, db)
+	testenv.Exec(t, app, `DELETE FROM rows WHERE id = 1`)
+	// scoop's batch: the delete of 1 (its tombstone), then a write of row
+	// 2, which waits for this lock, so the tombstone stays uncommitted.
+	hold := testenv.Conn(t, db)
+	tx, err := hold.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	testenv.Exec(t, tx.Conn(), `SELECT * FROM rows WHERE id = 2 FOR UPDATE`)
+	del := t0.Add(2 * time.Second)
+	applied := make(chan error, 1)
+	go func() {
+		applied <- s.Apply(ctx, []pipeline.Change{change(schema.OpDelete, 2, 1, "", del), change(schema.OpUpdate, 3, 2, "monolith, later", del)})
+	}()
+	waitForLockWaits(t, db, 1, "scoop's batch never waited for the lock on row 2")
+	inserted := make(chan error, 1)
+	go func() {
+		_, err := app.Exec(ctx, `INSERT INTO rows VALUES (1, 'service')`)
+		inserted <- err
+	}()
+	waitForLockWaits(t, db, 2, "the application's insert never waited for scoop's tombstone")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-inserted; err != nil {
+		t.Fatal(err)
+	}
+	var side string
+	var ts int64
+	if err := app.QueryRow(ctx, `SELECT coalesce(prev_side, ''), coalesce(prev_ts, 0) FROM scoop.row_versions WHERE key = '{"id": 1}'`).Scan(&side, &ts); err != nil {
+		t.Fatal(err)
+	}
+	if side != SideMonolith || ts != del.UnixMicro() {
+		t.Fatalf("the insert is noted as made on top of %d %q, want the monolith's delete %d", ts, side, del.UnixMicro())
 	}
 }
 
