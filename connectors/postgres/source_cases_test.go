@@ -519,6 +519,22 @@ func TestMissingSlotAfterSnapshot(t *testing.T) {
 	c := testenv.Conn(t, "monolith")
 	waitSnapshotted(t, c, slot)
 	r.stop()
+	// The server's walsender lets go of the slot a moment after the source
+	// stopped.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var active bool
+		if err := c.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active); err != nil {
+			t.Fatal(err)
+		}
+		if !active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot %s still active 30 s after the source stopped", slot)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	testenv.Exec(t, c, `SELECT pg_drop_replication_slot($1)`, slot)
 	err := runOnce(t, testenv.PGURL("monolith"), slot, []postgres.TableName{tbl})
 	want := fmt.Sprintf(`source precondition: replication slot %q is missing although its tables were snapshotted before (was it dropped, or did the database fail over?); changes since then cannot be recovered. To start over with a fresh snapshot: DELETE FROM scoop.source_tables WHERE slot = '%s'; DELETE FROM scoop.source_slots WHERE slot = '%s'; then restart scoop`, slot, slot, slot)
