@@ -24,7 +24,11 @@ func (b *bench) runLatency(ctx context.Context) {
 	if rate == 0 {
 		rate, basis = 1000, "default (no PG sink rate measured)"
 		for _, w := range b.res.Workloads {
-			if w.Name == "insert" && w.PGSink != nil {
+			// Source and sink run in one process here, as in the end to
+			// end run; the sink alone on a filled topic is faster.
+			if w.Name == "insert" && w.PGEndToEnd != nil {
+				rate, basis = math.Max(50, math.Round(w.PGEndToEnd.PerSec/2)), "half the measured end-to-end PG rate of the insert workload (source and sink in one process)"
+			} else if w.Name == "insert" && w.PGSink != nil {
 				rate, basis = math.Max(50, math.Round(w.PGSink.PerSec/2)), "half the measured PG sink rate of the insert workload"
 			}
 		}
@@ -253,18 +257,18 @@ func (b *bench) runSnapshot(ctx context.Context) {
 // profile runs scoop (source + one sink) on the insert backlog again and
 // takes a CPU profile from its admin server (/debug/pprof/profile), for
 // about as long as the measured run of the same sink took.
-func (b *bench) profile(ctx context.Context, w *workload, r *role, label, file string, expect float64) error {
+func (b *bench) profile(ctx context.Context, w *workload, r *role, label, file string, expect float64) (*scoopRate, error) {
 	secs := int(math.Ceil(expect))
 	secs = max(2, min(secs, 60))
 	logf("%s: CPU profile of %s for %ds", w.name, label, secs)
 	meter := b.startCPU()
 	p, err := b.startScoop("profile", r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer b.stopProc(p)
 	if err := p.waitHTTP(ctx, 30*time.Second); err != nil {
-		return err
+		return nil, err
 	}
 	type result struct {
 		data []byte
@@ -288,32 +292,34 @@ func (b *bench) profile(ctx context.Context, w *workload, r *role, label, file s
 		func(c context.Context) (int64, error) { return b.groupCount(c, r.group, r.topic) })
 	res := <-got
 	if res.err != nil {
-		return res.err
+		return nil, res.err
 	}
 	if werr != nil {
-		return werr
+		return nil, werr
 	}
 	cpu := meter.stop(ctx, b, p)
 	pi := &profileResult{Label: label, Seconds: secs, DrainSeconds: g.wall(), PeakRSSMB: p.peakRSSMB()}
 	b.res.Phases = append(b.res.Phases, phaseRSS{Phase: w.name + " " + label + " (profiled)", PeakRSSMB: pi.PeakRSSMB, Seconds: pi.DrainSeconds,
 		Changes: w.changes, CPUUSPerChange: usPerChange(cpu, w.changes), CPU: cpu})
 	if err := os.MkdirAll(b.cfg.outDir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	pi.File = filepath.Join(b.cfg.outDir, file)
 	if err := os.WriteFile(pi.File, res.data, 0o644); err != nil {
-		return err
+		return nil, err
 	}
 	flat, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", b.bin, pi.File).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("go tool pprof: %v: %s", err, flat)
+		return nil, fmt.Errorf("go tool pprof: %v: %s", err, flat)
 	}
 	cum, _ := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=60", b.bin, pi.File).CombinedOutput()
 	pi.Text = "==== " + label + " ====\n" + string(flat) + "\n---- by cumulative time ----\n" + string(cum)
 	pi.Top = parseTop(string(flat), 12, false)
 	pi.TopCum = parseTop(string(cum), 25, true)
 	b.res.Profiles = append(b.res.Profiles, pi)
-	return nil
+	steady, ok := g.steadyRate(float64(w.changes), float64(w.changes)/float64(w.msgs))
+	return &scoopRate{Seconds: g.wall(), PerSec: steady, Steady: ok, WallPerSec: float64(w.changes) / g.wall(),
+		FirstProgress: g.first.Sub(g.start).Seconds(), PeakRSSMB: pi.PeakRSSMB, CPU: cpu, CPUUSPerChange: usPerChange(cpu, w.changes)}, nil
 }
 
 // parseTop keeps the table rows of `go tool pprof -top`; ownOnly keeps

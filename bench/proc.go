@@ -88,11 +88,13 @@ func freePort() (string, error) {
 // chosen free and then released, so another process on the machine may take
 // it before scoop binds it: then scoop is started again on another port
 // (three tries).
-func (b *bench) startScoop(phase string, r *role) (*scoopProc, error) {
+// startScoop starts a role's `scoop run`; env is added last (it overrides
+// the role's settings).
+func (b *bench) startScoop(phase string, r *role, env ...string) (*scoopProc, error) {
 	var err error
 	for try := 1; try <= 3; try++ {
 		var p *scoopProc
-		if p, err = b.startScoopOnce(phase, r); err != nil {
+		if p, err = b.startScoopOnce(phase, r, env); err != nil {
 			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -110,7 +112,7 @@ func (b *bench) startScoop(phase string, r *role) (*scoopProc, error) {
 	return nil, err
 }
 
-func (b *bench) startScoopOnce(phase string, r *role) (*scoopProc, error) {
+func (b *bench) startScoopOnce(phase string, r *role, extra []string) (*scoopProc, error) {
 	store := testenv.PGURL("service")
 	if r.kind == "cass" {
 		store = "cassandra://" + testenv.CassandraAddr() + "/" + b.ks
@@ -146,6 +148,7 @@ func (b *bench) startScoopOnce(phase string, r *role) (*scoopProc, error) {
 	)
 	env = append(env, b.cfg.scoopEnv...)
 	env = append(env, r.env...)
+	env = append(env, extra...)
 	logPath := filepath.Join(b.logDir, fmt.Sprintf("%s-%s.log", r.slot, phase))
 	lf, err := os.Create(logPath)
 	if err != nil {
