@@ -219,7 +219,11 @@ func (b *bench) runSnapshot(ctx context.Context) {
 		return
 	}
 	w := &workload{name: "snapshot", changes: n, msgs: n}
-	pr, err := b.measure(ctx, w, r, "snapshot", func(c context.Context) (int64, error) { return b.topicCount(c, r.topic) }, 10*time.Millisecond)
+	var prof *profileSpec
+	if b.cfg.profile {
+		prof = &profileSpec{fmt.Sprintf("snapshot of %d rows", n), "latest.cpu-snapshot.pprof", max(2, min(n/150_000, 60))}
+	}
+	pr, err := b.measure(ctx, w, r, "snapshot", func(c context.Context) (int64, error) { return b.topicCount(c, r.topic) }, 10*time.Millisecond, prof)
 	if err != nil {
 		b.fail("snapshot: scoop", err)
 		return
@@ -270,24 +274,7 @@ func (b *bench) profile(ctx context.Context, w *workload, r *role, label, file s
 	if err := p.waitHTTP(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
-	type result struct {
-		data []byte
-		err  error
-	}
-	got := make(chan result, 1)
-	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, secs))
-		if err != nil {
-			got <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		data, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("pprof: %s: %s", resp.Status, data)
-		}
-		got <- result{data, err}
-	}()
+	got := p.cpuProfile(secs)
 	g, werr := waitCount(ctx, p, p.start, int64(w.prefill+w.msgs), phaseTimeout(w.msgs), 25*time.Millisecond,
 		func(c context.Context) (int64, error) { return b.groupCount(c, r.group, r.topic) })
 	res := <-got
@@ -298,28 +285,63 @@ func (b *bench) profile(ctx context.Context, w *workload, r *role, label, file s
 		return nil, werr
 	}
 	cpu := meter.stop(ctx, b, p)
-	pi := &profileResult{Label: label, Seconds: secs, DrainSeconds: g.wall(), PeakRSSMB: p.peakRSSMB()}
+	pi := &profileResult{Label: label + ", " + w.name + " backlog", Seconds: secs, DrainSeconds: g.wall(), PeakRSSMB: p.peakRSSMB()}
 	b.res.Phases = append(b.res.Phases, phaseRSS{Phase: w.name + " " + label + " (profiled)", PeakRSSMB: pi.PeakRSSMB, Seconds: pi.DrainSeconds,
 		Changes: w.changes, CPUUSPerChange: usPerChange(cpu, w.changes), CPU: cpu})
-	if err := os.MkdirAll(b.cfg.outDir, 0o755); err != nil {
+	if err := b.saveProfile(pi, res.data, file); err != nil {
 		return nil, err
 	}
-	pi.File = filepath.Join(b.cfg.outDir, file)
-	if err := os.WriteFile(pi.File, res.data, 0o644); err != nil {
-		return nil, err
-	}
-	flat, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", b.bin, pi.File).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("go tool pprof: %v: %s", err, flat)
-	}
-	cum, _ := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=60", b.bin, pi.File).CombinedOutput()
-	pi.Text = "==== " + label + " ====\n" + string(flat) + "\n---- by cumulative time ----\n" + string(cum)
-	pi.Top = parseTop(string(flat), 12, false)
-	pi.TopCum = parseTop(string(cum), 25, true)
-	b.res.Profiles = append(b.res.Profiles, pi)
 	steady, ok := g.steadyRate(float64(w.changes), float64(w.changes)/float64(w.msgs))
 	return &scoopRate{Seconds: g.wall(), PerSec: steady, Steady: ok, WallPerSec: float64(w.changes) / g.wall(),
 		FirstProgress: g.first.Sub(g.start).Seconds(), PeakRSSMB: pi.PeakRSSMB, CPU: cpu, CPUUSPerChange: usPerChange(cpu, w.changes)}, nil
+}
+
+type profileData struct {
+	data []byte
+	err  error
+}
+
+// cpuProfile takes a CPU profile of secs seconds from the process's admin
+// server (/debug/pprof/profile); a profile longer than the work only adds
+// idle time, which has no samples.
+func (p *scoopProc) cpuProfile(secs int) <-chan profileData {
+	got := make(chan profileData, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, secs))
+		if err != nil {
+			got <- profileData{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("pprof: %s: %s", resp.Status, data)
+		}
+		got <- profileData{data, err}
+	}()
+	return got
+}
+
+// saveProfile writes a profile into the results and keeps its top lines
+// for the report.
+func (b *bench) saveProfile(pi *profileResult, data []byte, file string) error {
+	if err := os.MkdirAll(b.cfg.outDir, 0o755); err != nil {
+		return err
+	}
+	pi.File = filepath.Join(b.cfg.outDir, file)
+	if err := os.WriteFile(pi.File, data, 0o644); err != nil {
+		return err
+	}
+	flat, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", b.bin, pi.File).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof: %v: %s", err, flat)
+	}
+	cum, _ := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=60", b.bin, pi.File).CombinedOutput()
+	pi.Text = "==== " + pi.Label + " ====\n" + string(flat) + "\n---- by cumulative time ----\n" + string(cum)
+	pi.Top = parseTop(string(flat), 12, false)
+	pi.TopCum = parseTop(string(cum), 25, true)
+	b.res.Profiles = append(b.res.Profiles, pi)
+	return nil
 }
 
 // parseTop keeps the table rows of `go tool pprof -top`; ownOnly keeps

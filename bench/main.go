@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,7 @@ type config struct {
 	scoopBin         string
 	keep             bool // keep tables, topics, keyspace and logs
 	profile          bool
+	profileWorkload  string // the workload whose end-to-end runs are profiled
 	partitions       int
 	scoopEnv         []string // extra environment of every scoop process (BENCH_SCOOP_ENV)
 }
@@ -122,6 +124,13 @@ func loadConfig(root string) config {
 	c.verify = envBool("BENCH_VERIFY", true)
 	c.keep = envBool("BENCH_KEEP", false)
 	c.profile = envBool("BENCH_PROFILE", !c.smoke)
+	c.profileWorkload = "insert"
+	if v := os.Getenv("BENCH_PROFILE_WORKLOAD"); v != "" {
+		if !slices.Contains(allWorkloads, v) {
+			fatalf("BENCH_PROFILE_WORKLOAD: unknown workload %q (use %s)", v, strings.Join(allWorkloads, ","))
+		}
+		c.profileWorkload = v
+	}
 	c.partitions = 3
 	c.workloads = allWorkloads
 	if v := os.Getenv("BENCH_WORKLOADS"); v != "" {

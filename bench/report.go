@@ -178,7 +178,7 @@ type results struct {
 }
 
 var methodNotes = []string{
-	"Each workload is written once into a fresh monolith table while no consumer runs; every measured consumer then drains that same WAL backlog from its own slot created before the workload (pg_recvlogical, scoop source only, scoop end to end into PostgreSQL, scoop end to end into Cassandra).",
+	"Each workload is written once into a fresh monolith table while no consumer runs; every measured consumer then drains that same WAL backlog from its own slot created before the workload (pg_recvlogical, scoop source only, scoop filling a sink's topic then that sink alone, for PostgreSQL and for Cassandra, and the profiled end-to-end runs).",
 	"raw decode: pg_recvlogical -o proto_version=1 -o publication_names=<scoop's publication> -o messages=true -f /dev/null --endpos=<flush LSN after the last commit>; wall time incl. connection; the faster of two slots.",
 	"raw produce: org.apache.kafka.tools.ProducerPerformance --num-records <records scoop wrote> --record-size <mean key+value size of scoop's records> --throughput -1 --command-property acks=all (random payload, no compression, default 16 KB batches), on a fresh topic with scoop's 3 partitions; its own records/s (excludes JVM start). raw produce lz4: the same with --payload-file <values sampled from scoop's topic> and compression.type=lz4 batch.size=1048576 linger.ms=5, like scoop's producer (lz4, large batches). The source's limit is min(raw decode, the faster of the two).",
 	"scoop source: `scoop run` whose only mapping has its PostgreSQL sink parked (the target table is incompatible, so the sink waits with backoff and does not compete for the CPUs); done when the topic holds every record (sum of end offsets), i.e. every event is acknowledged by Kafka (acks=all); the slot's confirmed_flush_lsn follows within scoop's 1 s status interval.",
@@ -620,9 +620,9 @@ func (b *bench) markdown() string {
 		p("")
 	}
 	for _, pr := range r.Profiles {
-		p("## CPU profile: scoop run, %s, insert backlog", pr.Label)
+		p("## CPU profile: scoop run, %s", pr.Label)
 		p("")
-		p("%d s of `/debug/pprof/profile` while the process drained the backlog in %.1f s (`go tool pprof -top %s`; both profiles, flat and cumulative, in latest.cpu.txt).", pr.Seconds, pr.DrainSeconds, filepath.Join("bench", "results", filepath.Base(pr.File)))
+		p("%d s of `/debug/pprof/profile` while the process drained its backlog in %.1f s (`go tool pprof -top %s`; every profile, flat and cumulative, in latest.cpu.txt).", pr.Seconds, pr.DrainSeconds, filepath.Join("bench", "results", filepath.Base(pr.File)))
 		p("")
 		p("```")
 		p("      flat  flat%%   sum%%        cum   cum%%")

@@ -127,7 +127,7 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 		b.mono.Exec(ctx, "VACUUM ANALYZE "+table)
 	}
 	roles := []*role{b.newRole("src", "parked", table), b.newRole("pg", "pg", table), b.newRole("cass", "cass", table)}
-	if w.name == "insert" && b.cfg.profile {
+	if w.name == b.cfg.profileWorkload && b.cfg.profile {
 		roles = append(roles, b.newRole("prof", "pg", table), b.newRole("profc", "cass", table))
 	}
 	for _, r := range roles {
@@ -192,7 +192,7 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 
 	// 3. scoop source alone (sink parked)
 	src := byName["src"]
-	if pr, err := b.measure(ctx, w, src, "source", func(c context.Context) (int64, error) { return b.topicCount(c, src.topic) }, 10*time.Millisecond); err != nil {
+	if pr, err := b.measure(ctx, w, src, "source", func(c context.Context) (int64, error) { return b.topicCount(c, src.topic) }, 10*time.Millisecond, nil); err != nil {
 		b.fail(phase("scoop source"), err)
 	} else {
 		wr.Source = pr
@@ -243,7 +243,7 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 	pg := byName["pg"]
 	if fill, err := b.fillTopic(ctx, w, pg); err != nil {
 		b.fail(phase("fill pg topic"), err)
-	} else if pr, err := b.measure(ctx, w, pg, "pg sink", func(c context.Context) (int64, error) { return b.groupCount(c, pg.group, pg.topic) }, 25*time.Millisecond); err != nil {
+	} else if pr, err := b.measure(ctx, w, pg, "pg sink", func(c context.Context) (int64, error) { return b.groupCount(c, pg.group, pg.topic) }, 25*time.Millisecond, b.sinkProfile(w, pg, fill)); err != nil {
 		b.fail(phase("scoop pg sink"), err)
 	} else {
 		pr.addFill(fill, w.changes)
@@ -290,7 +290,7 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 	cs := byName["cass"]
 	if fill, err := b.fillTopic(ctx, w, cs); err != nil {
 		b.fail(phase("fill cassandra topic"), err)
-	} else if pr, err := b.measure(ctx, w, cs, "cassandra sink", func(c context.Context) (int64, error) { return b.groupCount(c, cs.group, cs.topic) }, 25*time.Millisecond); err != nil {
+	} else if pr, err := b.measure(ctx, w, cs, "cassandra sink", func(c context.Context) (int64, error) { return b.groupCount(c, cs.group, cs.topic) }, 25*time.Millisecond, b.sinkProfile(w, cs, fill)); err != nil {
 		b.fail(phase("scoop cassandra sink"), err)
 	} else {
 		pr.addFill(fill, w.changes)
@@ -395,6 +395,25 @@ func (b *bench) setupRole(ctx context.Context, w *workload, r *role) error {
 	return nil
 }
 
+// profileSpec is a CPU profile to take of a measured process.
+type profileSpec struct {
+	label, file string
+	secs        int // a profile longer than the work only adds idle time, which has no samples
+}
+
+// sinkProfile profiles a sink phase of the profiled workload, for about
+// twice as long as the fill of its topic took: the sink alone.
+func (b *bench) sinkProfile(w *workload, r *role, fill map[string]float64) *profileSpec {
+	if !b.cfg.profile || w.name != b.cfg.profileWorkload {
+		return nil
+	}
+	secs := max(2, min(int(math.Ceil(2*fill["wall"])), 60))
+	if r.kind == "cass" {
+		return &profileSpec{"Cassandra sink alone, " + w.name + " backlog in its topic", "latest.cpu-cassandra-sink.pprof", secs}
+	}
+	return &profileSpec{"PostgreSQL sink alone, " + w.name + " backlog in its topic", "latest.cpu-pg-sink.pprof", secs}
+}
+
 // fillTopic runs a sink role's scoop with its store unreachable until the
 // role's topic holds the whole backlog (the source decodes and produces it;
 // the sink retries its connection and applies nothing). The sink phase then
@@ -442,7 +461,9 @@ func (sr *scoopRate) addFill(fill map[string]float64, changes int) {
 
 // measure starts a role's scoop on the backlog and waits until count (topic
 // records or committed sink offsets) covers the snapshot and the workload.
-func (b *bench) measure(ctx context.Context, w *workload, r *role, what string, count func(context.Context) (int64, error), every time.Duration) (*scoopRate, error) {
+// prof, when set, is a CPU profile taken of the measured process (sampling
+// costs about 1% of its CPU).
+func (b *bench) measure(ctx context.Context, w *workload, r *role, what string, count func(context.Context) (int64, error), every time.Duration, prof *profileSpec) (*scoopRate, error) {
 	want := int64(w.prefill + w.msgs)
 	meter := b.startCPU()
 	p, err := b.startScoop("measure", r)
@@ -450,6 +471,10 @@ func (b *bench) measure(ctx context.Context, w *workload, r *role, what string, 
 		return nil, err
 	}
 	defer b.stopProc(p)
+	var profiled <-chan profileData
+	if prof != nil {
+		profiled = p.cpuProfile(prof.secs)
+	}
 	// For the source alone, the window starts when scoop decodes its first
 	// event (its /status counters), not when the first record reaches the
 	// topic: by then the forwarder's channel and first batch already hold
@@ -469,6 +494,13 @@ func (b *bench) measure(ctx context.Context, w *workload, r *role, what string, 
 	}
 	cpu := meter.stop(ctx, b, p)
 	rss := p.peakRSSMB()
+	if prof != nil {
+		if res := <-profiled; res.err != nil {
+			b.fail(w.name+"/profile "+prof.label, res.err)
+		} else if err := b.saveProfile(&profileResult{Label: prof.label, Seconds: prof.secs, DrainSeconds: g.wall(), PeakRSSMB: rss}, res.data, prof.file); err != nil {
+			b.fail(w.name+"/profile "+prof.label, err)
+		}
+	}
 	perMsg := float64(w.changes) / float64(w.msgs)
 	steady, ok := g.steadyRate(float64(w.changes), perMsg)
 	sr := &scoopRate{
