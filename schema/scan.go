@@ -382,10 +382,42 @@ func decodeEnvelope(value []byte) (c Change, payload []byte, err error) {
 }
 
 // fold returns the known member name that k matches case-insensitively, or
-// k itself.
+// "" for any other member.
 func fold(k []byte) string {
+	// scoop's own events spell every name exactly: one switch (no
+	// allocation, no loop), then case-insensitive matching for names of
+	// the same length only (an unknown member, such as most of source's,
+	// usually has no candidate at all).
+	switch string(k) {
+	case memberOp:
+		return memberOp
+	case memberAfter:
+		return memberAfter
+	case memberSource:
+		return memberSource
+	case memberTransaction:
+		return memberTransaction
+	case memberUnchanged:
+		return memberUnchanged
+	case memberSchema:
+		return memberSchema
+	case memberPayload:
+		return memberPayload
+	case memberTsMs:
+		return memberTsMs
+	case memberTsUs:
+		return memberTsUs
+	case memberLSN:
+		return memberLSN
+	case memberCommitLSN:
+		return memberCommitLSN
+	case memberTotalOrder:
+		return memberTotalOrder
+	case memberKeyOrder:
+		return memberKeyOrder
+	}
 	for _, name := range knownNames {
-		if len(k) >= len(name) && bytes.EqualFold(k, []byte(name)) {
+		if len(k) == len(name) && bytes.EqualFold(k, []byte(name)) {
 			return name
 		}
 	}
