@@ -212,7 +212,7 @@ func (e *Encoder) appendSource(dst []byte, ev *Event) []byte {
 	dst = append(dst, `,"db":`...)
 	dst = appendString(dst, []byte(e.cfg.Database))
 	dst = append(dst, `,"sequence":`...)
-	dst = appendString(dst, appendSequence(nil, src.LastCommitLSN, src.LSN))
+	dst = appendSequence(dst, src.LastCommitLSN, src.LSN)
 	dst = append(dst, `,"`+memberTsUs+`":`...)
 	dst = strconv.AppendInt(dst, src.CommitTime.UnixMicro(), 10)
 	dst = append(dst, `,"ts_ns":`...)
@@ -234,21 +234,22 @@ func (e *Encoder) appendSource(dst []byte, ev *Event) []byte {
 	return append(dst, '}')
 }
 
-// appendSequence writes Debezium's source.sequence before it is quoted: a
-// JSON array of two strings, the last committed LSN (null when unknown) and
-// the change's LSN, as decimal numbers.
+// appendSequence writes Debezium's source.sequence: a JSON string holding
+// a JSON array of two strings, the last committed LSN (null when unknown)
+// and the change's LSN, as decimal numbers ("[\"1\",\"2\"]"). Digits need no
+// escaping, so it is written quoted directly (no buffer per event).
 func appendSequence(dst []byte, lastCommit, lsn uint64) []byte {
-	dst = append(dst, '[')
+	dst = append(dst, `"[`...)
 	if lastCommit == 0 {
 		dst = append(dst, "null"...)
 	} else {
-		dst = append(dst, '"')
+		dst = append(dst, `\"`...)
 		dst = strconv.AppendUint(dst, lastCommit, 10)
-		dst = append(dst, '"')
+		dst = append(dst, `\"`...)
 	}
-	dst = append(dst, `,"`...)
+	dst = append(dst, `,\"`...)
 	dst = strconv.AppendUint(dst, lsn, 10)
-	return append(dst, `"]`...)
+	return append(dst, `\"]"`...)
 }
 
 func unchangedColumns(t *Table, row Row) []string {
