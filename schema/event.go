@@ -90,19 +90,43 @@ type Encoder struct {
 	cfg     EncoderConfig
 	types   Types
 	schemas map[*Table]tableSchemas
+	columns map[*Table][]encodedColumn
 }
 
 type tableSchemas struct{ key, value []byte }
 
+// encodedColumn is what every event of a table version writes the same for
+// a column: its member name, quoted, with the colon, and its type with
+// domains resolved.
+type encodedColumn struct {
+	member []byte
+	typ    TypeInfo
+}
+
 // NewEncoder returns an Encoder that resolves column types with types.
 func NewEncoder(cfg EncoderConfig, types Types) *Encoder {
-	return &Encoder{cfg: cfg, types: types, schemas: map[*Table]tableSchemas{}}
+	return &Encoder{cfg: cfg, types: types, schemas: map[*Table]tableSchemas{}, columns: map[*Table][]encodedColumn{}}
 }
 
 // SetTypes replaces the type registry (after new types appeared).
 func (e *Encoder) SetTypes(types Types) {
 	e.types = types
 	clear(e.schemas)
+	clear(e.columns)
+}
+
+// tableColumns returns t's encoded columns, made on t's first event (a
+// table version is one *Table, as for tableSchemas).
+func (e *Encoder) tableColumns(t *Table) []encodedColumn {
+	if cols, ok := e.columns[t]; ok {
+		return cols
+	}
+	cols := make([]encodedColumn, len(t.Columns))
+	for i, c := range t.Columns {
+		cols[i] = encodedColumn{member: append(appendString(nil, []byte(c.Name)), ':'), typ: resolve(e.types, c.Type)}
+	}
+	e.columns[t] = cols
+	return cols
 }
 
 // Key returns the event's Kafka key: the primary key as a JSON object.
@@ -118,6 +142,7 @@ func (e *Encoder) Key(dst []byte, ev *Event) ([]byte, error) {
 	}
 	dst = append(dst, '{')
 	n := 0
+	cols := e.tableColumns(ev.Table)
 	for i, c := range ev.Table.Columns {
 		if !c.Key {
 			continue
@@ -126,10 +151,9 @@ func (e *Encoder) Key(dst []byte, ev *Event) ([]byte, error) {
 			dst = append(dst, ',')
 		}
 		n++
-		dst = appendString(dst, []byte(c.Name))
-		dst = append(dst, ':')
+		dst = append(dst, cols[i].member...)
 		var err error
-		if dst, err = e.appendValue(dst, c, valueAt(row, i)); err != nil {
+		if dst, err = e.appendValue(dst, cols[i].typ, valueAt(row, i)); err != nil {
 			return dst, fmt.Errorf("key column %q: %w", c.Name, err)
 		}
 	}
@@ -278,6 +302,7 @@ func (e *Encoder) appendRow(dst []byte, t *Table, row Row) ([]byte, error) {
 	}
 	dst = append(dst, '{')
 	n := 0
+	cols := e.tableColumns(t)
 	for i, c := range t.Columns {
 		v := valueAt(row, i)
 		if v.Kind == Unchanged {
@@ -287,20 +312,19 @@ func (e *Encoder) appendRow(dst []byte, t *Table, row Row) ([]byte, error) {
 			dst = append(dst, ',')
 		}
 		n++
-		dst = appendString(dst, []byte(c.Name))
-		dst = append(dst, ':')
+		dst = append(dst, cols[i].member...)
 		var err error
-		if dst, err = e.appendValue(dst, c, v); err != nil {
+		if dst, err = e.appendValue(dst, cols[i].typ, v); err != nil {
 			return dst, fmt.Errorf("column %q: %w", c.Name, err)
 		}
 	}
 	return append(dst, '}'), nil
 }
 
-func (e *Encoder) appendValue(dst []byte, c Column, v Value) ([]byte, error) {
+func (e *Encoder) appendValue(dst []byte, t TypeInfo, v Value) ([]byte, error) {
 	switch v.Kind {
 	case Text:
-		return AppendJSON(dst, e.types, c.Type, v.Data)
+		return appendJSONOf(dst, e.types, t, v.Data)
 	default:
 		return append(dst, "null"...), nil
 	}

@@ -75,7 +75,11 @@ func BaseType(types Types, oid uint32) TypeInfo { return resolve(types, oid) }
 //   - everything else (text, uuid, inet, enums, ranges, bit strings,
 //     geometric types, ...) -> its text form as a JSON string.
 func AppendJSON(dst []byte, types Types, oid uint32, text []byte) ([]byte, error) {
-	t := resolve(types, oid)
+	return appendJSONOf(dst, types, resolve(types, oid), text)
+}
+
+// appendJSONOf is AppendJSON of a type already resolved.
+func appendJSONOf(dst []byte, types Types, t TypeInfo, text []byte) ([]byte, error) {
 	if t.Category == 'A' && t.Elem != 0 {
 		return appendArrayJSON(dst, types, t, text)
 	}
