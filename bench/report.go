@@ -158,6 +158,10 @@ type results struct {
 	VerifyPGRatio        *float64 `json:"verify_pg_ratio"`
 	VerifyCassandraRatio *float64 `json:"verify_cassandra_ratio"`
 	VerifyPeakHeapMB     *float64 `json:"verify_peak_heap_mb"`
+	// scoop CPU per change into PostgreSQL, schemas / plain: fill + sink
+	// phases, and end to end in one process (the profiled runs).
+	SchemasCPURatio         *float64 `json:"schemas_cpu_ratio,omitempty"`
+	SchemasCPURatioEndToEnd *float64 `json:"schemas_cpu_ratio_end_to_end,omitempty"`
 
 	// The figures behind the ratios (main workload; changes/s or rows/s).
 	Scoop map[string]float64 `json:"scoop"`
@@ -342,6 +346,7 @@ func (b *bench) summarize() {
 			flatMet = flatMet && *sc.Flat
 		}
 	}
+	r.SchemasCPURatio, r.SchemasCPURatioEndToEnd = b.schemasCPURatio(), b.schemasEndToEndRatio()
 	if len(r.Phases) > 0 {
 		m := 0.0
 		for _, p := range r.Phases {
@@ -523,7 +528,10 @@ func (b *bench) markdown() string {
 			num(vs.Scoop.PerSec), raw, pct(vs.Ratio), yesNo(tgt["verify_"+map[string]string{"postgres": "pg", "cassandra": "cassandra"}[vs.Store]+"_ratio"]))
 	}
 	if v := b.schemasCPURatio(); v != nil {
-		p("| scoop CPU per change into PostgreSQL, schemas / plain | %.2fx | | | ≤ 1.5x | %s |", *v, yesNo(tgt["schemas_cpu_ratio"]))
+		p("| scoop CPU per change from the WAL into PostgreSQL (fill + sink phases), schemas / plain | %.2fx | | | ≤ 1.5x | %s |", *v, yesNo(tgt["schemas_cpu_ratio"]))
+	}
+	if v := b.schemasEndToEndRatio(); v != nil {
+		p("| the same, end to end in one process (the profiled runs), schemas / plain | %.2fx | | | | |", *v)
 	}
 	if t, ok := tgt["verify_memory_flat"]; ok && !t.Absent {
 		p("| verify memory: peak live heap, second half of the run / first half (max over targets) | %.2fx | | | flat (≤ 1.5x or 2 MB) | %s |", t.Value, yesNo(t))
@@ -750,6 +758,24 @@ func (b *bench) schemasCPURatio() *float64 {
 		for _, w := range b.res.Workloads {
 			if w.Name == workload && w.PGSink != nil {
 				return w.PGSink.ProcessUSPerChange
+			}
+		}
+		return 0
+	}
+	plain, schemas := perChange("insert"), perChange("schemas")
+	if plain <= 0 || schemas <= 0 {
+		return nil
+	}
+	return f64(schemas / plain)
+}
+
+// schemasEndToEndRatio is schemasCPURatio for the profiled end-to-end runs
+// (source and sink in one process).
+func (b *bench) schemasEndToEndRatio() *float64 {
+	perChange := func(workload string) float64 {
+		for _, w := range b.res.Workloads {
+			if w.Name == workload && w.PGEndToEnd != nil {
+				return w.PGEndToEnd.CPUUSPerChange
 			}
 		}
 		return 0

@@ -129,6 +129,10 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 	roles := []*role{b.newRole("src", "parked", table), b.newRole("pg", "pg", table), b.newRole("cass", "cass", table)}
 	if w.name == b.cfg.profileWorkload && b.cfg.profile {
 		roles = append(roles, b.newRole("prof", "pg", table), b.newRole("profc", "cass", table))
+	} else if w.name == "schemas" && b.cfg.profile {
+		// End to end into PostgreSQL too, for the schemas / plain CPU
+		// ratio of one process running source and sink.
+		roles = append(roles, b.newRole("prof", "pg", table))
 	}
 	for _, r := range roles {
 		r.env = w.env
@@ -326,6 +330,9 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 		r := byName[x.role]
 		if r == nil {
 			continue
+		}
+		if w.name != b.cfg.profileWorkload {
+			x.file = "latest.cpu-" + w.name + ".pprof"
 		}
 		secs := 5.0
 		if x.took != nil {
