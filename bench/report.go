@@ -395,6 +395,13 @@ func (b *bench) write() error {
 		}
 		if len(text) > 0 {
 			files["latest.cpu.txt"] = []byte(strings.Join(text, "\n\n"))
+			files[stamp+".cpu.txt"] = files["latest.cpu.txt"]
+		}
+		// Each run keeps its profiles too (latest.* is the last run's).
+		for _, pr := range b.res.Profiles {
+			if data, err := os.ReadFile(pr.File); err == nil {
+				files[stamp+strings.TrimPrefix(filepath.Base(pr.File), "latest")] = data
+			}
 		}
 	}
 	for name, data := range files {
