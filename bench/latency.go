@@ -93,6 +93,9 @@ func (b *bench) runLatencyAt(ctx context.Context, name string, rate float64, bas
 		return fail("connect", err)
 	}
 	next := int64(warm + 1)
+	// When each record reached Kafka: where the time goes, commit -> Kafka
+	// (source) and Kafka -> applied (sink).
+	offsets := b.watchOffsets(ctx, r.topic)
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	var txs int
@@ -120,7 +123,9 @@ func (b *bench) runLatencyAt(ctx context.Context, name string, rate float64, bas
 	lr.Rows = written
 	lr.Transactions = txs
 	lr.RateAchieved = float64(written) / time.Since(start).Seconds()
-	if _, err := waitCount(ctx, p, time.Now(), next-1, 2*time.Minute, 50*time.Millisecond, svcCount); err != nil {
+	_, err = waitCount(ctx, p, time.Now(), next-1, 2*time.Minute, 50*time.Millisecond, svcCount)
+	samples := offsets()
+	if err != nil {
 		return fail("rows not applied", err)
 	}
 	cpu := meter.stop(ctx, b, p)
@@ -144,7 +149,11 @@ func (b *bench) runLatencyAt(ctx context.Context, name string, rate float64, bas
 		commits[id] = t
 	}
 	rows.Close()
-	var toApplied []float64
+	appended, err := b.appendTimes(ctx, r.topic, samples)
+	if err != nil {
+		b.fail(label+": read the topic's append times", err)
+	}
+	var toApplied, toKafka, kafkaToApplied []float64
 	rows, err = b.svc.Query(ctx, `SELECT id, applied_at FROM `+r.target+` WHERE id > $1`, warm)
 	if err != nil {
 		return fail("read apply times", err)
@@ -158,6 +167,10 @@ func (b *bench) runLatencyAt(ctx context.Context, name string, rate float64, bas
 		}
 		if src, ok := commits[id]; ok {
 			toApplied = append(toApplied, a.Sub(src).Seconds()*1000)
+			if k, ok := appended[id]; ok {
+				toKafka = append(toKafka, k.Sub(src).Seconds()*1000)
+				kafkaToApplied = append(kafkaToApplied, a.Sub(k).Seconds()*1000)
+			}
 		}
 	}
 	rows.Close()
@@ -165,6 +178,13 @@ func (b *bench) runLatencyAt(ctx context.Context, name string, rate float64, bas
 		return fail("no rows", fmt.Errorf("no rows measured"))
 	}
 	lr.P50, lr.P95, lr.P99, lr.Max = percentiles(toApplied)
+	if len(toKafka) > 0 {
+		lr.Source, lr.Sink = &latencySplit{}, &latencySplit{}
+		lr.Source.P50, lr.Source.P95, lr.Source.P99, lr.Source.Max = percentiles(toKafka)
+		lr.Sink.P50, lr.Sink.P95, lr.Sink.P99, lr.Sink.Max = percentiles(kafkaToApplied)
+		logf("%s: commit->in Kafka p50 %.1f / p95 %.1f / p99 %.1f ms; in Kafka->apply p50 %.1f / p95 %.1f / p99 %.1f ms (%d rows)",
+			label, lr.Source.P50, lr.Source.P95, lr.Source.P99, lr.Sink.P50, lr.Sink.P95, lr.Sink.P99, len(toKafka))
+	}
 	logf("%s: %d rows in %d transactions at %.0f rows/s: commit->apply p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms; peak RSS %.1f MB",
 		label, written, txs, lr.RateAchieved, lr.P50, lr.P95, lr.P99, lr.Max, lr.PeakRSSMB)
 	if !b.cfg.keep {

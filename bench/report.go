@@ -66,6 +66,16 @@ type workloadResult struct {
 	CassEndToEnd *scoopRate `json:"scoop_cassandra_end_to_end,omitempty"`
 }
 
+// latencySplit is one part of commit -> apply, in ms: commit -> in Kafka
+// (source), in Kafka -> apply (sink). "In Kafka" is the first moment the
+// topic's end offset, sampled every 5 ms, had passed the record.
+type latencySplit struct {
+	P50 float64 `json:"p50_ms"`
+	P95 float64 `json:"p95_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+}
+
 type latencyResult struct {
 	RateTarget   float64 `json:"rate_target_rows_per_s"`
 	RateBasis    string  `json:"rate_basis"`
@@ -77,7 +87,10 @@ type latencyResult struct {
 	P95          float64 `json:"p95_ms"`
 	P99          float64 `json:"p99_ms"`
 	Max          float64 `json:"max_ms"`
-	PeakRSSMB    float64 `json:"peak_rss_mb"`
+	// Source: commit -> Kafka append; Sink: Kafka append -> apply.
+	Source    *latencySplit `json:"commit_to_kafka,omitempty"`
+	Sink      *latencySplit `json:"kafka_to_apply,omitempty"`
+	PeakRSSMB float64       `json:"peak_rss_mb"`
 	// scoop's process CPU in µs per change (source + sink; start-up and
 	// idle time included).
 	CPUUSPerChange float64 `json:"scoop_cpu_us_per_change,omitempty"`
@@ -590,6 +603,10 @@ func (b *bench) markdown() string {
 			}
 			p("- Target rate %s rows/s (%s), achieved %s rows/s over %.0f s: %d rows in %d transactions. Monolith commit → row inserted by the sink (applied_at): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms. Peak RSS %.1f MB; scoop CPU %s µs per change.",
 				num(l.RateTarget), l.RateBasis, num(l.RateAchieved), l.Seconds, l.Rows, l.Transactions, l.P50, l.P95, l.P99, l.Max, l.PeakRSSMB, num(l.CPUUSPerChange))
+			if l.Source != nil && l.Sink != nil {
+				p("  Where it goes (when each record was in Kafka: the topic's end offsets, sampled every 5 ms): commit → in Kafka (source: decode, encode, produce) p50 %.1f / p95 %.1f / p99 %.1f / max %.1f ms; in Kafka → applied (sink: fetch, decode, apply) p50 %.1f / p95 %.1f / p99 %.1f / max %.1f ms.",
+					l.Source.P50, l.Source.P95, l.Source.P99, l.Source.Max, l.Sink.P50, l.Sink.P95, l.Sink.P99, l.Sink.Max)
+			}
 		}
 		p("")
 	}

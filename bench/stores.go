@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -192,6 +194,110 @@ func (b *bench) sampleRecords(ctx context.Context, topic string) (float64, [][]b
 		return 0, nil, fmt.Errorf("no records sampled from %s", topic)
 	}
 	return float64(total) / float64(n), values, nil
+}
+
+// endOffsets returns the end offset of each partition of a topic.
+func (b *bench) endOffsets(ctx context.Context, topic string) (map[int]int64, error) {
+	var req kafkago.ListOffsetsRequest
+	req.Topics = map[string][]kafkago.OffsetRequest{}
+	for _, p := range b.partitions() {
+		req.Topics[topic] = append(req.Topics[topic], kafkago.LastOffsetOf(p))
+	}
+	resp, err := b.kafka.ListOffsets(ctx, &req)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]int64{}
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			return nil, p.Error
+		}
+		out[p.Partition] = p.LastOffset
+	}
+	return out, nil
+}
+
+// offsetSample is a topic's end offsets at a moment.
+type offsetSample struct {
+	at   time.Time
+	ends map[int]int64
+}
+
+// watchOffsets samples a topic's end offsets every 5 ms until ctx ends;
+// the returned func stops it and gives the samples.
+func (b *bench) watchOffsets(ctx context.Context, topic string) func() []offsetSample {
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan []offsetSample, 1)
+	go func() {
+		var out []offsetSample
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if ends, err := b.endOffsets(wctx, topic); err == nil {
+				out = append(out, offsetSample{time.Now(), ends})
+			}
+			select {
+			case <-wctx.Done():
+				done <- out
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() []offsetSample {
+		cancel()
+		return <-done
+	}
+}
+
+// appendTimes reads every record of a topic and returns, by the integer
+// "id" of its key, the first sample in which the topic's end offset had
+// passed it: when the record was in Kafka (within a sample's 5 ms and the
+// request's round trip).
+func (b *bench) appendTimes(ctx context.Context, topic string, samples []offsetSample) (map[int64]time.Time, error) {
+	out := map[int64]time.Time{}
+	for _, p := range b.partitions() {
+		conn, err := kafkago.DialLeader(ctx, "tcp", testenv.Broker(), topic, p)
+		if err != nil {
+			return nil, err
+		}
+		first, last, err := conn.ReadOffsets()
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		if _, err := conn.Seek(max(first, 0), kafkago.SeekAbsolute); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		for off := max(first, 0); off < last; {
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			batch := conn.ReadBatch(1, 16<<20)
+			for {
+				m, err := batch.ReadMessage()
+				if err != nil {
+					break
+				}
+				off = m.Offset + 1
+				var k struct {
+					ID *int64 `json:"id"`
+				}
+				if json.Unmarshal(m.Key, &k) != nil || k.ID == nil {
+					continue
+				}
+				i := sort.Search(len(samples), func(i int) bool { return samples[i].ends[p] > m.Offset })
+				if i < len(samples) {
+					out[*k.ID] = samples[i].at
+				}
+			}
+			if err := batch.Close(); err != nil && off < last {
+				conn.Close()
+				return nil, err
+			}
+		}
+		conn.Close()
+	}
+	return out, nil
 }
 
 // ---------------------------------------------------------------- raw limits
