@@ -39,6 +39,13 @@ type ForwarderConfig struct {
 	MaxRecords int           // records per Publish call (default 5000)
 	MaxBytes   int           // key+value bytes per Publish call (default 8 MiB)
 	Linger     time.Duration // how long to wait for more records before publishing (default 2ms)
+	// MaxDelay bounds the lingering (default 20ms): once the batch's first
+	// record has waited MaxDelay, the batch is published the next time no
+	// record is waiting. Records that keep coming less than Linger apart
+	// were otherwise held until the batch was full (5,000 records: 140 ms
+	// at 35,000 rows/s). A backlog (a record always waiting) still fills
+	// whole batches.
+	MaxDelay time.Duration
 	// Budget, when set, is released as records are published.
 	Budget *Budget
 }
@@ -53,6 +60,9 @@ func (c *ForwarderConfig) defaults() {
 	if c.Linger <= 0 {
 		c.Linger = 2 * time.Millisecond
 	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = 20 * time.Millisecond
+	}
 }
 
 // Forward reads items until in is closed or ctx ends, publishes records in
@@ -63,6 +73,7 @@ func Forward(ctx context.Context, cfg ForwarderConfig, in <-chan Item, pub Publi
 	batch := make([]Record, 0, cfg.MaxRecords)
 	var bytes int
 	var pendingMark, lastAcked uint64
+	var due time.Time // when the batch's first record has waited MaxDelay
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() error {
@@ -100,7 +111,7 @@ func Forward(ctx context.Context, cfg ForwarderConfig, in <-chan Item, pub Publi
 				case it, ok = <-in:
 				}
 			} else {
-				timer.Reset(cfg.Linger)
+				timer.Reset(min(cfg.Linger, max(time.Until(due), 0)))
 				select {
 				case <-ctx.Done():
 					timer.Stop()
@@ -121,6 +132,9 @@ func Forward(ctx context.Context, cfg ForwarderConfig, in <-chan Item, pub Publi
 		if it.Record != nil {
 			batch = append(batch, *it.Record)
 			bytes += len(it.Record.Key) + len(it.Record.Value)
+			if len(batch) == 1 {
+				due = time.Now().Add(cfg.MaxDelay)
+			}
 			if len(batch) >= cfg.MaxRecords || bytes >= cfg.MaxBytes {
 				if err := flush(); err != nil {
 					return err

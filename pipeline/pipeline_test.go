@@ -109,6 +109,24 @@ func TestForwardBarrier(t *testing.T) {
 	}
 }
 
+// Records that keep coming less than Linger apart are published once the
+// batch's first record has waited MaxDelay, not when the batch is full.
+func TestForwardMaxDelay(t *testing.T) {
+	in := make(chan Item)
+	pub := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Forward(ctx, ForwarderConfig{MaxRecords: 100_000, Linger: time.Second, MaxDelay: 20 * time.Millisecond}, in, pub, func(uint64) {})
+	start := time.Now()
+	for i := 0; pub.published() == 0; i++ {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%d records sent 1 ms apart for 5 s, none published (MaxDelay 20 ms)", i)
+		}
+		in <- Item{Record: &Record{Topic: "t", Key: []byte("k")}}
+		time.Sleep(time.Millisecond) // the source's pace, not a wait for a result
+	}
+}
+
 func TestDecodeChange(t *testing.T) {
 	val := `{"before":null,"after":{"id":1,"name":"x"},"source":{"ts_ms":1,"ts_us":1500,"lsn":77,"commit_lsn":90},"op":"u","unchanged":["big"],"transaction":{"id":"5:90","total_order":6,"data_collection_order":1,"key_order":2}}`
 	c, ok, err := DecodeChange([]byte(`{"id":1}`), []byte(val))
