@@ -90,14 +90,22 @@ type Encoder struct {
 	cfg     EncoderConfig
 	types   Types
 	schemas map[*Table]tableSchemas
-	columns map[*Table][]encodedColumn
+	tables  map[*Table]*encodedTable
+	// The source block's members that are the same in every event:
+	// version, connector and name up to ts_ms's value; db.
+	sourceHead, sourceDB []byte
 }
 
 type tableSchemas struct{ key, value []byte }
 
-// encodedColumn is what every event of a table version writes the same for
-// a column: its member name, quoted, with the colon, and its type with
-// domains resolved.
+// encodedTable is what every event of a table version writes the same:
+// per column its member name, quoted, with the colon, and its type with
+// domains resolved; the source block's schema and table members.
+type encodedTable struct {
+	cols   []encodedColumn
+	source []byte
+}
+
 type encodedColumn struct {
 	member []byte
 	typ    TypeInfo
@@ -105,28 +113,37 @@ type encodedColumn struct {
 
 // NewEncoder returns an Encoder that resolves column types with types.
 func NewEncoder(cfg EncoderConfig, types Types) *Encoder {
-	return &Encoder{cfg: cfg, types: types, schemas: map[*Table]tableSchemas{}, columns: map[*Table][]encodedColumn{}}
+	e := &Encoder{cfg: cfg, types: types, schemas: map[*Table]tableSchemas{}, tables: map[*Table]*encodedTable{}}
+	e.sourceHead = append(e.sourceHead, `{"version":`...)
+	e.sourceHead = appendString(e.sourceHead, []byte(cfg.Version))
+	e.sourceHead = append(e.sourceHead, `,"connector":"`+Connector+`","name":`...)
+	e.sourceHead = appendString(e.sourceHead, []byte(cfg.Name))
+	e.sourceHead = append(e.sourceHead, `,"`+memberTsMs+`":`...)
+	e.sourceDB = appendString(append(e.sourceDB, `,"db":`...), []byte(cfg.Database))
+	return e
 }
 
 // SetTypes replaces the type registry (after new types appeared).
 func (e *Encoder) SetTypes(types Types) {
 	e.types = types
 	clear(e.schemas)
-	clear(e.columns)
+	clear(e.tables)
 }
 
-// tableColumns returns t's encoded columns, made on t's first event (a
+// table returns what t's events write the same, made on t's first event (a
 // table version is one *Table, as for tableSchemas).
-func (e *Encoder) tableColumns(t *Table) []encodedColumn {
-	if cols, ok := e.columns[t]; ok {
-		return cols
+func (e *Encoder) table(t *Table) *encodedTable {
+	if et, ok := e.tables[t]; ok {
+		return et
 	}
-	cols := make([]encodedColumn, len(t.Columns))
+	et := &encodedTable{cols: make([]encodedColumn, len(t.Columns))}
 	for i, c := range t.Columns {
-		cols[i] = encodedColumn{member: append(appendString(nil, []byte(c.Name)), ':'), typ: resolve(e.types, c.Type)}
+		et.cols[i] = encodedColumn{member: append(appendString(nil, []byte(c.Name)), ':'), typ: resolve(e.types, c.Type)}
 	}
-	e.columns[t] = cols
-	return cols
+	et.source = appendString(append(et.source, `,"schema":`...), []byte(t.Schema))
+	et.source = appendString(append(et.source, `,"table":`...), []byte(t.Name))
+	e.tables[t] = et
+	return et
 }
 
 // Key returns the event's Kafka key: the primary key as a JSON object.
@@ -142,7 +159,7 @@ func (e *Encoder) Key(dst []byte, ev *Event) ([]byte, error) {
 	}
 	dst = append(dst, '{')
 	n := 0
-	cols := e.tableColumns(ev.Table)
+	cols := e.table(ev.Table).cols
 	for i, c := range ev.Table.Columns {
 		if !c.Key {
 			continue
@@ -188,11 +205,13 @@ func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 	dst = append(dst, `,"`+memberOp+`":"`...)
 	dst = append(dst, byte(ev.Op))
 	dst = append(dst, `","ts_ms":`...)
-	dst = strconv.AppendInt(dst, now.UnixMilli(), 10)
+	var nowBuf [20]byte
+	nowMs, nowUs, nowNs := epochDigits(&nowBuf, now)
+	dst = append(dst, nowMs...)
 	dst = append(dst, `,"ts_us":`...)
-	dst = strconv.AppendInt(dst, now.UnixMicro(), 10)
+	dst = append(dst, nowUs...)
 	dst = append(dst, `,"ts_ns":`...)
-	dst = strconv.AppendInt(dst, now.UnixNano(), 10)
+	dst = append(dst, nowNs...)
 	dst = append(dst, `,"`+memberTransaction+`":`...)
 	dst = appendTransaction(dst, &ev.Source)
 	if unchanged := unchangedColumns(ev.Table, ev.After); len(unchanged) > 0 {
@@ -221,30 +240,24 @@ func (e *Encoder) Value(dst []byte, ev *Event, now time.Time) ([]byte, error) {
 // PostgreSQL connector, in its order, then scoop's commit_lsn.
 func (e *Encoder) appendSource(dst []byte, ev *Event) []byte {
 	src := &ev.Source
-	dst = append(dst, `{"version":`...)
-	dst = appendString(dst, []byte(e.cfg.Version))
-	dst = append(dst, `,"connector":"`+Connector+`","name":`...)
-	dst = appendString(dst, []byte(e.cfg.Name))
-	dst = append(dst, `,"`+memberTsMs+`":`...)
-	dst = strconv.AppendInt(dst, src.CommitTime.UnixMilli(), 10)
+	dst = append(dst, e.sourceHead...)
+	var commitBuf [20]byte
+	commitMs, commitUs, commitNs := epochDigits(&commitBuf, src.CommitTime)
+	dst = append(dst, commitMs...)
 	dst = append(dst, `,"snapshot":`...)
 	snap := src.Snapshot
 	if snap == "" {
 		snap = SnapshotFalse
 	}
 	dst = appendString(dst, []byte(snap))
-	dst = append(dst, `,"db":`...)
-	dst = appendString(dst, []byte(e.cfg.Database))
+	dst = append(dst, e.sourceDB...)
 	dst = append(dst, `,"sequence":`...)
 	dst = appendSequence(dst, src.LastCommitLSN, src.LSN)
 	dst = append(dst, `,"`+memberTsUs+`":`...)
-	dst = strconv.AppendInt(dst, src.CommitTime.UnixMicro(), 10)
+	dst = append(dst, commitUs...)
 	dst = append(dst, `,"ts_ns":`...)
-	dst = strconv.AppendInt(dst, src.CommitTime.UnixNano(), 10)
-	dst = append(dst, `,"schema":`...)
-	dst = appendString(dst, []byte(ev.Table.Schema))
-	dst = append(dst, `,"table":`...)
-	dst = appendString(dst, []byte(ev.Table.Name))
+	dst = append(dst, commitNs...)
+	dst = append(dst, e.table(ev.Table).source...)
 	dst = append(dst, `,"txId":`...)
 	if src.TxID == 0 {
 		dst = append(dst, "null"...)
@@ -256,6 +269,19 @@ func (e *Encoder) appendSource(dst []byte, ev *Event) []byte {
 	dst = append(dst, `,"xmin":null,"`+memberCommitLSN+`":`...)
 	dst = strconv.AppendUint(dst, src.CommitLSN, 10)
 	return append(dst, '}')
+}
+
+// epochDigits returns t since the epoch in milliseconds, microseconds and
+// nanoseconds, as decimal digits: formatted once, the nanoseconds' digits
+// without their last 6 or 3 are the others (for times from 1970-01-01
+// plus 1 ms until 2262, when nanoseconds overflow; else each on its own).
+func epochDigits(buf *[20]byte, t time.Time) (ms, us, ns []byte) {
+	const lo, hi = 1_000_000, 9_000_000_000_000_000_000 // 1970 + 1 ms .. 2255
+	if n := t.UnixNano(); n >= lo && n < hi && t.Unix() < hi/1_000_000_000 {
+		ns = strconv.AppendInt(buf[:0], n, 10)
+		return ns[:len(ns)-6], ns[:len(ns)-3], ns
+	}
+	return strconv.AppendInt(nil, t.UnixMilli(), 10), strconv.AppendInt(nil, t.UnixMicro(), 10), strconv.AppendInt(nil, t.UnixNano(), 10)
 }
 
 // appendSequence writes Debezium's source.sequence: a JSON string holding
@@ -302,7 +328,7 @@ func (e *Encoder) appendRow(dst []byte, t *Table, row Row) ([]byte, error) {
 	}
 	dst = append(dst, '{')
 	n := 0
-	cols := e.tableColumns(t)
+	cols := e.table(t).cols
 	for i, c := range t.Columns {
 		v := valueAt(row, i)
 		if v.Kind == Unchanged {

@@ -3,8 +3,10 @@ package schema
 import (
 	"encoding/json"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -154,5 +156,25 @@ func TestTruncateGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		golden(t, "truncate"+suffix+".value.json", val)
+	}
+}
+
+// epochDigits must agree with UnixMilli, UnixMicro and UnixNano for every
+// time, the ones it formats once and the ones it formats each on its own.
+func TestEpochDigits(t *testing.T) {
+	times := []time.Time{time.Unix(0, 0), time.Unix(0, 999_999), time.Unix(0, 1_000_000), time.Unix(-1, 5),
+		time.Date(2262, 4, 11, 23, 47, 16, 854775807, time.UTC), time.Date(2300, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 26, 8, 30, 0, 123456789, time.UTC)}
+	r := rand.New(rand.NewPCG(7, 11))
+	for range 10000 {
+		times = append(times, time.Unix(r.Int64N(20_000_000_000)-5_000_000_000, r.Int64N(1_000_000_000)))
+	}
+	for _, tm := range times {
+		var buf [20]byte
+		ms, us, ns := epochDigits(&buf, tm)
+		want := [3]string{strconv.FormatInt(tm.UnixMilli(), 10), strconv.FormatInt(tm.UnixMicro(), 10), strconv.FormatInt(tm.UnixNano(), 10)}
+		if got := [3]string{string(ms), string(us), string(ns)}; got != want {
+			t.Fatalf("%v: got %q, want %q", tm, got, want)
+		}
 	}
 }
