@@ -14,6 +14,19 @@ func (e *Encoder) ValueCap(t *Table) int {
 	return n
 }
 
+// EventValueCap is ValueCap plus the text of ev's rows, with room for some
+// escaping: a wide value (TOAST, 16 KB and more) would otherwise grow the
+// buffer several times, each a copy of everything written so far.
+func (e *Encoder) EventValueCap(ev *Event) int {
+	n := e.ValueCap(ev.Table)
+	for _, row := range []Row{ev.Before, ev.After} {
+		for _, v := range row {
+			n += len(v.Data) + len(v.Data)/8
+		}
+	}
+	return n
+}
+
 // KeyCap is a capacity that Key usually fills for an event of t without
 // growing it.
 func (e *Encoder) KeyCap(t *Table) int {

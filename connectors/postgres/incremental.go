@@ -308,14 +308,22 @@ func (q *chunkQuery) read(ctx context.Context, pc *pgconn.PgConn, last [][]byte)
 	return rows, next, err
 }
 
-// textRow copies a row read in text format.
+// textRow copies a row read in text format (pgconn reuses its buffers):
+// its values into one buffer, not one each.
 func textRow(vals [][]byte) schema.Row {
+	size := 0
+	for _, v := range vals {
+		size += len(v)
+	}
+	buf := make([]byte, 0, size)
 	row := make(schema.Row, len(vals))
 	for i, v := range vals {
 		if v == nil {
 			row[i] = schema.Value{Kind: schema.Null}
 		} else {
-			row[i] = schema.Value{Kind: schema.Text, Data: append([]byte(nil), v...)}
+			at := len(buf)
+			buf = append(buf, v...)
+			row[i] = schema.Value{Kind: schema.Text, Data: buf[at:len(buf):len(buf)]}
 		}
 	}
 	return row

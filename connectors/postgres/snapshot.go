@@ -237,11 +237,11 @@ func (w *snapshotWorker) table(ctx context.Context, pc *pgconn.PgConn, t *schema
 
 // eventRecord encodes an event as a Kafka record.
 func eventRecord(enc *schema.Encoder, topic string, ev *schema.Event) (*pipeline.Record, error) {
-	key, err := enc.Key(nil, ev)
+	key, err := enc.Key(make([]byte, 0, enc.KeyCap(ev.Table)), ev)
 	if err != nil {
 		return nil, err
 	}
-	val, err := enc.Value(make([]byte, 0, 256), ev, time.Now())
+	val, err := enc.Value(make([]byte, 0, enc.EventValueCap(ev)), ev, time.Now())
 	if err != nil {
 		return nil, err
 	}

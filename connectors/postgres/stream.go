@@ -394,7 +394,7 @@ func (s *Source) publish(enc *schema.Encoder, tx *txState, rel uint32, ev *schem
 	}
 	tx.position(rel, &ev.Source)
 	ev.Source.KeyOrder = s.keyOrder.Next(topic, key)
-	val, err := enc.Value(make([]byte, 0, enc.ValueCap(t)), ev, time.Now())
+	val, err := enc.Value(make([]byte, 0, enc.EventValueCap(ev)), ev, time.Now())
 	if err != nil {
 		return fmt.Errorf("encode change of %s at %s: %w", t.QualifiedName(), pglogrepl.LSN(ev.Source.LSN), err)
 	}
