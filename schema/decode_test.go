@@ -30,6 +30,10 @@ func TestDecodeFastMatchesStandard(t *testing.T) {
 		// A key wrapped alone, and a member that only folds to schema
 		// (no wrapping: encoding/json ignores it).
 		{`{"schema":{"type":"struct"},"payload":{"id":7}}`, `{"after":{"id":7},"op":"c","source":{"ts_ms":1},"Schema":{"x":1},"payload":{"op":"d"}}`},
+		// Names that fold to a known one with non-ASCII letters, longer in
+		// bytes (the Kelvin sign and the long s), and ASCII names in other
+		// cases.
+		{`{"id":8}`, `{"after":{"id":8},"OP":"c","ſource":{"TS_MS":4,"L` + "\u017f" + `N":6},"transaction":{"Key_order":5,"Total_Order":3}}`},
 	}
 	for _, e := range events {
 		var key []byte

@@ -416,8 +416,14 @@ func fold(k []byte) string {
 	case memberKeyOrder:
 		return memberKeyOrder
 	}
+	// An ASCII name folds only to a name of its length; a non-ASCII one
+	// may be longer (the Kelvin sign folds to k, as encoding/json matches).
+	ascii := true
+	for _, c := range k {
+		ascii = ascii && c < utf8.RuneSelf
+	}
 	for _, name := range knownNames {
-		if len(k) == len(name) && bytes.EqualFold(k, []byte(name)) {
+		if (len(k) == len(name) || !ascii && len(k) > len(name)) && bytes.EqualFold(k, []byte(name)) {
 			return name
 		}
 	}
