@@ -3,8 +3,11 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 
@@ -117,24 +120,6 @@ func (s *Sink) copyMerge(ctx context.Context, tx pgx.Tx, b *pgx.Batch, names []s
 	if err := s.ensureStage(ctx, tx); err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	for _, c := range rows {
-		for i, n := range names {
-			if i > 0 {
-				buf.WriteByte('\t')
-			}
-			v, err := pgText(s.cols[n], c.After[n])
-			if err != nil {
-				return pipeline.Permanent(fmt.Errorf("offset %d/%d: column %q: %w", c.Partition, c.Offset, n, err))
-			}
-			if v == nil {
-				buf.WriteString(`\N`)
-			} else {
-				writeCopyText(&buf, v.(string))
-			}
-		}
-		buf.WriteByte('\n')
-	}
 	cols := make([]string, len(names))
 	var set []string
 	for i, n := range names {
@@ -153,7 +138,11 @@ func (s *Sink) copyMerge(ctx context.Context, tx pgx.Tx, b *pgx.Batch, names []s
 		}
 	}
 	s.stageUsed = true
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &buf, "COPY "+stageTable+" ("+list+") FROM STDIN"); err != nil {
+	text := &copyText{s: s, names: names, rows: rows}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, text, "COPY "+stageTable+" ("+list+") FROM STDIN"); err != nil {
+		if bad := text.err.Load(); bad != nil {
+			return *bad // the value is at fault, not the store: the COPY was abandoned
+		}
 		return fmt.Errorf("copy %d rows into the staging table: %w", len(rows), err)
 	}
 	keys := make([]string, len(s.keys))
@@ -202,20 +191,74 @@ func (s *Sink) ensureStage(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// writeCopyText escapes a value for COPY's text format.
-func writeCopyText(buf *bytes.Buffer, v string) {
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; c {
-		case '\\':
-			buf.WriteString(`\\`)
-		case '\t':
-			buf.WriteString(`\t`)
-		case '\n':
-			buf.WriteString(`\n`)
-		case '\r':
-			buf.WriteString(`\r`)
-		default:
-			buf.WriteByte(c)
+// errCopyValue abandons a COPY whose rows hold a value that cannot be
+// written; copyText keeps the reason, which stays in scoop.
+var errCopyValue = errors.New("scoop: a value of the batch cannot be written as COPY text")
+
+// copyText is the COPY text of rows, rendered as the COPY reads it: it
+// holds one chunk of the stream (pgconn reads 64 KiB at a time; a wider row
+// is held whole) instead of the whole batch, which with wide values was
+// twice the batch's bytes on top of the batch itself.
+type copyText struct {
+	s     *Sink
+	names []string
+	rows  []*pipeline.Change
+	next  int // the next row to render
+	buf   bytes.Buffer
+	// err is a value that cannot be written (set by Read, which runs in
+	// pgconn's goroutine; read after CopyFrom returned).
+	err atomic.Pointer[error]
+}
+
+func (t *copyText) Read(p []byte) (int, error) {
+	for t.buf.Len() < len(p) && t.next < len(t.rows) {
+		c := t.rows[t.next]
+		for i, n := range t.names {
+			if i > 0 {
+				t.buf.WriteByte('\t')
+			}
+			v, err := pgText(t.s.cols[n], c.After[n])
+			if err != nil {
+				err = pipeline.Permanent(fmt.Errorf("offset %d/%d: column %q: %w", c.Partition, c.Offset, n, err))
+				t.err.Store(&err)
+				return 0, errCopyValue // what the server is told (and logs)
+			}
+			if v == nil {
+				t.buf.WriteString(`\N`)
+			} else {
+				writeCopyText(&t.buf, v.(string))
+			}
 		}
+		t.buf.WriteByte('\n')
+		t.next++
 	}
+	if t.buf.Len() == 0 {
+		return 0, io.EOF
+	}
+	return t.buf.Read(p)
+}
+
+// writeCopyText escapes a value for COPY's text format (the runs between
+// escapes are copied whole).
+func writeCopyText(buf *bytes.Buffer, v string) {
+	start := 0
+	for i := 0; i < len(v); i++ {
+		var esc string
+		switch v[i] {
+		case '\\':
+			esc = `\\`
+		case '\t':
+			esc = `\t`
+		case '\n':
+			esc = `\n`
+		case '\r':
+			esc = `\r`
+		default:
+			continue
+		}
+		buf.WriteString(v[start:i])
+		buf.WriteString(esc)
+		start = i + 1
+	}
+	buf.WriteString(v[start:])
 }
