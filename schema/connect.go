@@ -71,8 +71,9 @@ func connectType(types Types, oid uint32) *connectField {
 }
 
 func (e *Encoder) tableSchemas(t *Table) tableSchemas {
-	if s, ok := e.schemas[t]; ok {
-		return s
+	et := e.table(t)
+	if et.schemas != nil {
+		return *et.schemas
 	}
 	base := e.cfg.Name + "." + t.Schema + "." + t.Name
 	var key, row []*connectField
@@ -108,7 +109,7 @@ func (e *Encoder) tableSchemas(t *Table) tableSchemas {
 	k, _ := json.Marshal(keySchema)
 	v, _ := json.Marshal(value)
 	s := tableSchemas{key: k, value: v}
-	e.schemas[t] = s
+	et.schemas = &s
 	return s
 }
 

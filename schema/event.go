@@ -87,10 +87,13 @@ type EncoderConfig struct {
 // Encoder writes events as Debezium-compatible JSON. It is not safe for
 // concurrent use (it caches per-table schemas).
 type Encoder struct {
-	cfg     EncoderConfig
-	types   Types
-	schemas map[*Table]tableSchemas
-	tables  map[*Table]*encodedTable
+	cfg   EncoderConfig
+	types Types
+	// tables holds, per relation, what its current version's events write
+	// the same: a new version (a new *Table) replaces the entry, so the
+	// cache stays one entry per table however often PostgreSQL sends the
+	// relation again (every VACUUM or ANALYZE of it does).
+	tables map[uint32]*encodedTable
 	// The source block's members that are the same in every event:
 	// version, connector and name up to ts_ms's value; db.
 	sourceHead, sourceDB []byte
@@ -100,10 +103,13 @@ type tableSchemas struct{ key, value []byte }
 
 // encodedTable is what every event of a table version writes the same:
 // per column its member name, quoted, with the colon, and its type with
-// domains resolved; the source block's schema and table members.
+// domains resolved; the source block's schema and table members; the Kafka
+// Connect schemas (made on first use).
 type encodedTable struct {
-	cols   []encodedColumn
-	source []byte
+	t       *Table // the version it was made for
+	cols    []encodedColumn
+	source  []byte
+	schemas *tableSchemas
 }
 
 type encodedColumn struct {
@@ -113,7 +119,7 @@ type encodedColumn struct {
 
 // NewEncoder returns an Encoder that resolves column types with types.
 func NewEncoder(cfg EncoderConfig, types Types) *Encoder {
-	e := &Encoder{cfg: cfg, types: types, schemas: map[*Table]tableSchemas{}, tables: map[*Table]*encodedTable{}}
+	e := &Encoder{cfg: cfg, types: types, tables: map[uint32]*encodedTable{}}
 	e.sourceHead = append(e.sourceHead, `{"version":`...)
 	e.sourceHead = appendString(e.sourceHead, []byte(cfg.Version))
 	e.sourceHead = append(e.sourceHead, `,"connector":"`+Connector+`","name":`...)
@@ -126,23 +132,22 @@ func NewEncoder(cfg EncoderConfig, types Types) *Encoder {
 // SetTypes replaces the type registry (after new types appeared).
 func (e *Encoder) SetTypes(types Types) {
 	e.types = types
-	clear(e.schemas)
 	clear(e.tables)
 }
 
 // table returns what t's events write the same, made on t's first event (a
-// table version is one *Table, as for tableSchemas).
+// table version is one *Table).
 func (e *Encoder) table(t *Table) *encodedTable {
-	if et, ok := e.tables[t]; ok {
+	if et := e.tables[t.OID]; et != nil && et.t == t {
 		return et
 	}
-	et := &encodedTable{cols: make([]encodedColumn, len(t.Columns))}
+	et := &encodedTable{t: t, cols: make([]encodedColumn, len(t.Columns))}
 	for i, c := range t.Columns {
 		et.cols[i] = encodedColumn{member: append(appendString(nil, []byte(c.Name)), ':'), typ: resolve(e.types, c.Type)}
 	}
 	et.source = appendString(append(et.source, `,"schema":`...), []byte(t.Schema))
 	et.source = appendString(append(et.source, `,"table":`...), []byte(t.Name))
-	e.tables[t] = et
+	e.tables[t.OID] = et
 	return et
 }
 
@@ -273,13 +278,17 @@ func (e *Encoder) appendSource(dst []byte, ev *Event) []byte {
 
 // epochDigits returns t since the epoch in milliseconds, microseconds and
 // nanoseconds, as decimal digits: formatted once, the nanoseconds' digits
-// without their last 6 or 3 are the others (for times from 1970-01-01
-// plus 1 ms until 2262, when nanoseconds overflow; else each on its own).
+// without their last 6 or 3 are the others, for times from 1970-01-01 plus
+// 1 ms until 2255 (UnixNano overflows outside 1678..2262, and wraps into
+// that range for some times far outside it: the seconds are checked too);
+// other times are formatted each on its own.
 func epochDigits(buf *[20]byte, t time.Time) (ms, us, ns []byte) {
 	const lo, hi = 1_000_000, 9_000_000_000_000_000_000 // 1970 + 1 ms .. 2255
-	if n := t.UnixNano(); n >= lo && n < hi && t.Unix() < hi/1_000_000_000 {
-		ns = strconv.AppendInt(buf[:0], n, 10)
-		return ns[:len(ns)-6], ns[:len(ns)-3], ns
+	if sec := t.Unix(); sec >= 0 && sec < hi/1_000_000_000 {
+		if n := t.UnixNano(); n >= lo {
+			ns = strconv.AppendInt(buf[:0], n, 10)
+			return ns[:len(ns)-6], ns[:len(ns)-3], ns
+		}
 	}
 	return strconv.AppendInt(nil, t.UnixMilli(), 10), strconv.AppendInt(nil, t.UnixMicro(), 10), strconv.AppendInt(nil, t.UnixNano(), 10)
 }

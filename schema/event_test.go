@@ -1,8 +1,10 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -169,12 +171,45 @@ func TestEpochDigits(t *testing.T) {
 	for range 10000 {
 		times = append(times, time.Unix(r.Int64N(20_000_000_000)-5_000_000_000, r.Int64N(1_000_000_000)))
 	}
+	// Years 1 to 9999, where UnixNano overflows and may wrap into range
+	// (year 1385: -18446744073 s).
+	times = append(times, time.Unix(-18446744073, 0), time.Unix(18446744073, 0))
+	for range 10000 {
+		times = append(times, time.Unix(r.Int64N(253402300799+62135596800)-62135596800, r.Int64N(1_000_000_000)))
+	}
 	for _, tm := range times {
 		var buf [20]byte
 		ms, us, ns := epochDigits(&buf, tm)
 		want := [3]string{strconv.FormatInt(tm.UnixMilli(), 10), strconv.FormatInt(tm.UnixMicro(), 10), strconv.FormatInt(tm.UnixNano(), 10)}
 		if got := [3]string{string(ms), string(us), string(ns)}; got != want {
 			t.Fatalf("%v: got %q, want %q", tm, got, want)
+		}
+	}
+}
+
+// The encoder keeps one cache entry per table, however often the table's
+// relation comes again (PostgreSQL sends it after every VACUUM or ANALYZE
+// of the table, each time a new *Table), and writes the newest version.
+func TestEncoderCacheOnePerTable(t *testing.T) {
+	for _, schemas := range []bool{false, true} {
+		enc := NewEncoder(EncoderConfig{Name: "scoop", Database: "db", Version: "v", Schemas: schemas}, TypeMap{23: {OID: 23, Name: "int4", Kind: 'b', Category: 'N'}})
+		var value []byte
+		for i := range 1000 {
+			tbl := &Table{OID: 42, Schema: "public", Name: "t", Columns: []Column{{Name: "id", Type: 23, Key: true}, {Name: fmt.Sprintf("c%d", i), Type: 23}}}
+			ev := &Event{Op: OpCreate, Table: tbl, After: Row{{Kind: Text, Data: []byte("1")}, {Kind: Text, Data: []byte("2")}}}
+			if _, err := enc.Key(nil, ev); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if value, err = enc.Value(nil, ev, time.Unix(1, 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(enc.tables) != 1 {
+			t.Fatalf("schemas %v: %d cache entries for one table sent 1,000 times", schemas, len(enc.tables))
+		}
+		if !bytes.Contains(value, []byte(`"c999":2`)) || bytes.Contains(value, []byte(`"c998"`)) {
+			t.Fatalf("schemas %v: the last version's columns not written: %s", schemas, value)
 		}
 	}
 }
