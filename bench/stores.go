@@ -223,14 +223,14 @@ type offsetSample struct {
 	ends map[int]int64
 }
 
-// watchOffsets samples a topic's end offsets every 5 ms until ctx ends;
+// watchOffsets samples a topic's end offsets every 10 ms until ctx ends;
 // the returned func stops it and gives the samples.
 func (b *bench) watchOffsets(ctx context.Context, topic string) func() []offsetSample {
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan []offsetSample, 1)
 	go func() {
 		var out []offsetSample
-		tick := time.NewTicker(5 * time.Millisecond)
+		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			if ends, err := b.endOffsets(wctx, topic); err == nil {
@@ -252,7 +252,7 @@ func (b *bench) watchOffsets(ctx context.Context, topic string) func() []offsetS
 
 // appendTimes reads every record of a topic and returns, by the integer
 // "id" of its key, the first sample in which the topic's end offset had
-// passed it: when the record was in Kafka (within a sample's 5 ms and the
+// passed it: when the record was in Kafka (within a sample's 10 ms and the
 // request's round trip).
 func (b *bench) appendTimes(ctx context.Context, topic string, samples []offsetSample) (map[int64]time.Time, error) {
 	out := map[int64]time.Time{}

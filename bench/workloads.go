@@ -245,12 +245,13 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 
 	// 4a. the PostgreSQL sink on its filled topic, then the psql upsert and COPY
 	pg := byName["pg"]
-	if fill, err := b.fillTopic(ctx, w, pg); err != nil {
+	if fill, err := b.fillTopic(ctx, w, pg, end); err != nil {
 		b.fail(phase("fill pg topic"), err)
 	} else if pr, err := b.measure(ctx, w, pg, "pg sink", func(c context.Context) (int64, error) { return b.groupCount(c, pg.group, pg.topic) }, 25*time.Millisecond, b.sinkProfile(w, pg, fill)); err != nil {
 		b.fail(phase("scoop pg sink"), err)
 	} else {
 		pr.addFill(fill, w.changes)
+		b.checkNotProducedAgain(ctx, w, pg, phase("pg sink"))
 		wr.PGSink = pr
 		want, err1 := pgChecksum(ctx, b.mono, table)
 		got, err2 := pgChecksum(ctx, b.svc, pg.target)
@@ -292,12 +293,13 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 
 	// 4b. the Cassandra sink on its filled topic, then the plain gocql loop
 	cs := byName["cass"]
-	if fill, err := b.fillTopic(ctx, w, cs); err != nil {
+	if fill, err := b.fillTopic(ctx, w, cs, end); err != nil {
 		b.fail(phase("fill cassandra topic"), err)
 	} else if pr, err := b.measure(ctx, w, cs, "cassandra sink", func(c context.Context) (int64, error) { return b.groupCount(c, cs.group, cs.topic) }, 25*time.Millisecond, b.sinkProfile(w, cs, fill)); err != nil {
 		b.fail(phase("scoop cassandra sink"), err)
 	} else {
 		pr.addFill(fill, w.changes)
+		b.checkNotProducedAgain(ctx, w, cs, phase("cassandra sink"))
 		wr.CassSink = pr
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		want, err1 := monoChecksumCass(cctx, b, table)
@@ -429,7 +431,14 @@ func (b *bench) sinkProfile(w *workload, r *role, fill map[string]float64) *prof
 // sharing the two cores. It returns the fill's CPU seconds (the source's
 // share of the change's path); end to end, source and sink in one process,
 // is measured by the profiled runs of the insert workload.
-func (b *bench) fillTopic(ctx context.Context, w *workload, r *role) (map[string]float64, error) {
+//
+// The sink phase's source then starts from the slot: its walsender decodes
+// again the WAL from the slot's restart_lsn, which moves only past a
+// record of running transactions that the slot confirmed. So the fill waits
+// (a CHECKPOINT writes one) until the slot confirmed end and its
+// restart_lsn passed it, for 10 s at most; what is left is recorded
+// (restart_lag_mb) and the walsender's CPU is in the sink phase's figures.
+func (b *bench) fillTopic(ctx context.Context, w *workload, r *role, end string) (map[string]float64, error) {
 	closed, err := freePort() // nothing listens there: every connection is refused
 	if err != nil {
 		return nil, err
@@ -452,8 +461,36 @@ func (b *bench) fillTopic(ctx context.Context, w *workload, r *role) (map[string
 		return nil, fmt.Errorf("the sink applied while its store was unreachable: group %s committed %d records (%v)", r.group, n, err)
 	}
 	cpu := meter.stop(ctx, b, p)
-	logf("%s: %s topic filled (store unreachable) in %.2fs; scoop CPU %.2fs", w.name, r.name, cpu["wall"], cpu["scoop"])
+	if _, err := b.mono.Exec(ctx, "CHECKPOINT"); err != nil {
+		return nil, fmt.Errorf("checkpoint after the fill: %w", err)
+	}
+	var confirmed bool
+	var lag int64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		err := b.mono.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $1::pg_lsn, greatest(pg_wal_lsn_diff($1::pg_lsn, restart_lsn), 0)::int8
+			FROM pg_replication_slots WHERE slot_name = $2`, end, r.slot).Scan(&confirmed, &lag)
+		if err != nil {
+			return nil, fmt.Errorf("slot %s after the fill: %w", r.slot, err)
+		}
+		if (confirmed && lag == 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // the slot's position, polled
+	}
+	if !confirmed {
+		return nil, fmt.Errorf("slot %s: the fill's records are in the topic but the slot did not confirm %s within 10 s", r.slot, end)
+	}
+	cpu["restart_lag_mb"] = math.Round(float64(lag)/(1<<20)*10) / 10
+	logf("%s: %s topic filled (store unreachable) in %.2fs; scoop CPU %.2fs; WAL the sink phase's walsender decodes again: %.1f MB", w.name, r.name, cpu["wall"], cpu["scoop"], cpu["restart_lag_mb"])
 	return cpu, nil
+}
+
+// checkNotProducedAgain fails the phase if the sink phase's source wrote
+// to the topic (it should have found the slot caught up by the fill).
+func (b *bench) checkNotProducedAgain(ctx context.Context, w *workload, r *role, phase string) {
+	if n, err := b.topicCount(ctx, r.topic); err != nil || n != int64(w.prefill+w.msgs) {
+		b.fail(phase, fmt.Errorf("topic %s holds %d records after the sink phase, want %d: its source produced again (%v)", r.topic, n, w.prefill+w.msgs, err))
+	}
 }
 
 // addFill records the fill's CPU: ProcessUSPerChange is scoop's CPU per
