@@ -8,10 +8,11 @@ import (
 )
 
 // writeCopyValue writes an event's value for col in COPY's text format (\N
-// for null): what pgText then writeCopyText write, without a string made
-// (and boxed) per value for the values most events carry (numbers,
-// booleans, JSON, strings without escapes), which go from the event's
-// bytes straight into buf. Arrays, bytea and escaped strings take pgText.
+// for null), as the staging COPY reads it: what pgText then writeCopyText
+// write, without a string made (and boxed) per value for the values most
+// events carry (numbers, booleans, JSON, strings without escapes), which go
+// from the event's bytes straight into buf. Arrays, bytea and escaped
+// strings take pgText.
 func writeCopyValue(buf *bytes.Buffer, col pipeline.Column, raw json.RawMessage) error {
 	if len(raw) == 0 || string(raw) == "null" {
 		buf.WriteString(`\N`)

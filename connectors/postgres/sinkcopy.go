@@ -217,16 +217,10 @@ func (t *copyText) Read(p []byte) (int, error) {
 			if i > 0 {
 				t.buf.WriteByte('\t')
 			}
-			v, err := pgText(t.s.cols[n], c.After[n])
-			if err != nil {
+			if err := writeCopyValue(&t.buf, t.s.cols[n], c.After[n]); err != nil {
 				err = pipeline.Permanent(fmt.Errorf("offset %d/%d: column %q: %w", c.Partition, c.Offset, n, err))
 				t.err.Store(&err)
 				return 0, errCopyValue // what the server is told (and logs)
-			}
-			if v == nil {
-				t.buf.WriteString(`\N`)
-			} else {
-				writeCopyText(&t.buf, v.(string))
 			}
 		}
 		t.buf.WriteByte('\n')
