@@ -102,14 +102,17 @@ func (r *Reader) reader() *kafkago.Reader {
 	defer r.mu.Unlock()
 	if r.r == nil {
 		r.r = kafkago.NewReader(kafkago.ReaderConfig{
-			Brokers:       r.cfg.Brokers,
-			GroupID:       r.cfg.GroupID,
-			Topic:         r.cfg.Topic,
-			MinBytes:      1,
-			MaxWait:       100 * time.Millisecond,
-			StartOffset:   r.cfg.StartOffset,
-			Dialer:        r.cfg.Dialer,
-			QueueCapacity: min(r.cfg.MaxBatch, 1000),
+			Brokers:     r.cfg.Brokers,
+			GroupID:     r.cfg.GroupID,
+			Topic:       r.cfg.Topic,
+			MinBytes:    1,
+			MaxWait:     100 * time.Millisecond,
+			StartOffset: r.cfg.StartOffset,
+			Dialer:      r.cfg.Dialer,
+			// The queue is counted in messages, whatever their size: 100 of
+			// 1 MB events are 100 MB. Fetch drains it into a batch while the
+			// batch before is written, so a longer queue buys no throughput.
+			QueueCapacity: min(r.cfg.MaxBatch, 100),
 			MaxBytes:      min(r.cfg.MaxBatchBytes, 16<<20),
 			// Offsets are committed after the store committed the batch; the
 			// commit to Kafka itself is asynchronous (the PostgreSQL sink keeps
