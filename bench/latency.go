@@ -296,7 +296,7 @@ func (b *bench) profile(ctx context.Context, w *workload, r *role, label, file s
 	}
 	got := p.cpuProfile(secs)
 	g, werr := waitCount(ctx, p, p.start, int64(w.prefill+w.msgs), phaseTimeout(w.msgs), 25*time.Millisecond,
-		func(c context.Context) (int64, error) { return b.groupCount(c, r.group, r.topic) })
+		b.appliedCount(r))
 	res := <-got
 	if res.err != nil {
 		return nil, res.err

@@ -129,6 +129,36 @@ func (b *bench) topicCount(ctx context.Context, topic string) (int64, error) {
 	return n, nil
 }
 
+// appliedCount is the count a sink role's progress is read from: the
+// consumer group's committed offsets (committed to Kafka once a second
+// after the store took the rows: a phase's start and end are seen up to a
+// second late), and for the PostgreSQL sink the larger of that and its own
+// offsets (scoop.sink_offsets, written in the same transaction as the rows,
+// so exact; they do not count a partition's last records when those are
+// tombstones, which the group's offsets count a second later).
+func (b *bench) appliedCount(r *role) func(context.Context) (int64, error) {
+	if r.kind == "pg" {
+		return func(c context.Context) (int64, error) {
+			g, err := b.groupCount(c, r.group, r.topic)
+			if err != nil {
+				return 0, err
+			}
+			n, err := b.sinkCount(c, r.group, r.topic)
+			return max(g, n), err
+		}
+	}
+	return func(c context.Context) (int64, error) { return b.groupCount(c, r.group, r.topic) }
+}
+
+// sinkCount is the number of records the PostgreSQL sink of group applied,
+// from its offsets in the service database (the last applied offset per
+// partition).
+func (b *bench) sinkCount(ctx context.Context, group, topic string) (int64, error) {
+	var n int64
+	err := b.svc.QueryRow(ctx, `SELECT coalesce(sum("offset" + 1), 0)::int8 FROM scoop.sink_offsets WHERE mapping = $1 AND topic = $2 AND "offset" >= 0`, group, topic).Scan(&n)
+	return n, err
+}
+
 // groupCount is the number of records a consumer group has committed (the
 // sink commits offsets only after the store committed the rows).
 func (b *bench) groupCount(ctx context.Context, group, topic string) (int64, error) {

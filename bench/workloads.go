@@ -247,7 +247,7 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 	pg := byName["pg"]
 	if fill, err := b.fillTopic(ctx, w, pg, end); err != nil {
 		b.fail(phase("fill pg topic"), err)
-	} else if pr, err := b.measure(ctx, w, pg, "pg sink", func(c context.Context) (int64, error) { return b.groupCount(c, pg.group, pg.topic) }, 25*time.Millisecond, b.sinkProfile(w, pg, fill)); err != nil {
+	} else if pr, err := b.measure(ctx, w, pg, "pg sink", b.appliedCount(pg), 25*time.Millisecond, b.sinkProfile(w, pg, fill)); err != nil {
 		b.fail(phase("scoop pg sink"), err)
 	} else {
 		pr.addFill(fill, w.changes)
@@ -295,7 +295,7 @@ func (b *bench) runWorkload(ctx context.Context, w *workload) *workloadResult {
 	cs := byName["cass"]
 	if fill, err := b.fillTopic(ctx, w, cs, end); err != nil {
 		b.fail(phase("fill cassandra topic"), err)
-	} else if pr, err := b.measure(ctx, w, cs, "cassandra sink", func(c context.Context) (int64, error) { return b.groupCount(c, cs.group, cs.topic) }, 25*time.Millisecond, b.sinkProfile(w, cs, fill)); err != nil {
+	} else if pr, err := b.measure(ctx, w, cs, "cassandra sink", b.appliedCount(cs), 25*time.Millisecond, b.sinkProfile(w, cs, fill)); err != nil {
 		b.fail(phase("scoop cassandra sink"), err)
 	} else {
 		pr.addFill(fill, w.changes)
