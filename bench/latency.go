@@ -87,7 +87,9 @@ func (b *bench) runLatencyAt(ctx context.Context, name string, rate float64, bas
 	if _, err := waitCount(ctx, p, time.Now(), warm, 2*time.Minute, 50*time.Millisecond, svcCount); err != nil {
 		return fail("warm-up rows not applied", err)
 	}
-	logf("%s for %.0fs (%s)", label, b.cfg.latencySecs, basis)
+	waited, busy := settle(ctx)
+	lr.SettleSeconds, lr.BusyAtStart = math.Round(waited.Seconds()*10)/10, math.Round(busy*100)/100
+	logf("%s for %.0fs (%s); the machine settled in %.1fs (%.0f%% busy)", label, b.cfg.latencySecs, basis, waited.Seconds(), busy*100)
 	conn, err := b.mono.Acquire(ctx)
 	if err != nil {
 		return fail("connect", err)

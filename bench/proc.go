@@ -408,6 +408,30 @@ func procCPU(pid int) float64 {
 }
 
 // machineCPU returns busy and total CPU seconds of the machine.
+// settle waits until the machine is quiet (under a quarter of its CPUs busy
+// over a second), for a minute at most, and says how long it waited and
+// how busy the machine was at the end: a phase sensitive to the machine's
+// load (latency) then does not measure what an earlier phase left running
+// (Cassandra compacts what the sink phases wrote for tens of seconds).
+func settle(ctx context.Context) (waited time.Duration, busy float64) {
+	start := time.Now()
+	for {
+		b0, t0 := machineCPU()
+		select {
+		case <-ctx.Done():
+			return time.Since(start), 0
+		case <-time.After(time.Second): // one second of the machine's CPU counters
+		}
+		b1, t1 := machineCPU()
+		if t1 > t0 {
+			busy = (b1 - b0) / (t1 - t0)
+		}
+		if busy < 0.25 || time.Since(start) > time.Minute {
+			return time.Since(start), busy
+		}
+	}
+}
+
 func machineCPU() (busy, total float64) {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {

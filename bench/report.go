@@ -87,6 +87,10 @@ type latencyResult struct {
 	P95          float64 `json:"p95_ms"`
 	P99          float64 `json:"p99_ms"`
 	Max          float64 `json:"max_ms"`
+	// The wait for a quiet machine before the phase, and the share of the
+	// machine's CPUs busy when it started.
+	SettleSeconds float64 `json:"settle_seconds"`
+	BusyAtStart   float64 `json:"machine_busy_at_start"`
 	// Source: commit -> Kafka append; Sink: Kafka append -> apply.
 	Source    *latencySplit `json:"commit_to_kafka,omitempty"`
 	Sink      *latencySplit `json:"kafka_to_apply,omitempty"`
@@ -601,8 +605,8 @@ func (b *bench) markdown() string {
 			if l == nil {
 				continue
 			}
-			p("- Target rate %s rows/s (%s), achieved %s rows/s over %.0f s: %d rows in %d transactions. Monolith commit → row inserted by the sink (applied_at): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms. Peak RSS %.1f MB; scoop CPU %s µs per change.",
-				num(l.RateTarget), l.RateBasis, num(l.RateAchieved), l.Seconds, l.Rows, l.Transactions, l.P50, l.P95, l.P99, l.Max, l.PeakRSSMB, num(l.CPUUSPerChange))
+			p("- Target rate %s rows/s (%s), achieved %s rows/s over %.0f s (started once the machine was quiet: %.1f s wait, %.0f%% busy): %d rows in %d transactions. Monolith commit → row inserted by the sink (applied_at): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms. Peak RSS %.1f MB; scoop CPU %s µs per change.",
+				num(l.RateTarget), l.RateBasis, num(l.RateAchieved), l.Seconds, l.SettleSeconds, l.BusyAtStart*100, l.Rows, l.Transactions, l.P50, l.P95, l.P99, l.Max, l.PeakRSSMB, num(l.CPUUSPerChange))
 			if l.Source != nil && l.Sink != nil {
 				p("  Where it goes (when each record was in Kafka: the topic's end offsets, sampled every 10 ms, 100 requests/s to the broker): commit → in Kafka (source: decode, encode, produce) p50 %.1f / p95 %.1f / p99 %.1f / max %.1f ms; in Kafka → applied (sink: fetch, decode, apply) p50 %.1f / p95 %.1f / p99 %.1f / max %.1f ms.",
 					l.Source.P50, l.Source.P95, l.Source.P99, l.Source.Max, l.Sink.P50, l.Sink.P95, l.Sink.P99, l.Sink.Max)
