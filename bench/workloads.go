@@ -457,8 +457,18 @@ func (b *bench) fillTopic(ctx context.Context, w *workload, r *role, end string)
 	if _, err := waitCount(ctx, p, p.start, want, phaseTimeout(w.msgs), 10*time.Millisecond, func(c context.Context) (int64, error) { return b.topicCount(c, r.topic) }); err != nil {
 		return nil, fmt.Errorf("topic %s not filled: %w", r.topic, err)
 	}
-	if n, err := b.groupCount(ctx, r.group, r.topic); err != nil || n > int64(w.prefill) {
-		return nil, fmt.Errorf("the sink applied while its store was unreachable: group %s committed %d records (%v)", r.group, n, err)
+	// The group committed nothing during the fill (on a fresh broker its
+	// coordinator may take a few seconds to answer: asked again).
+	n, err := b.groupCount(ctx, r.group, r.topic)
+	for try := 0; err != nil && try < 20 && ctx.Err() == nil; try++ {
+		time.Sleep(500 * time.Millisecond) // the group coordinator, asked again
+		n, err = b.groupCount(ctx, r.group, r.topic)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("group %s after the fill: %w", r.group, err)
+	}
+	if n > int64(w.prefill) {
+		return nil, fmt.Errorf("the sink applied while its store was unreachable: group %s committed %d records, the pre-fill is %d", r.group, n, w.prefill)
 	}
 	cpu := meter.stop(ctx, b, p)
 	if _, err := b.mono.Exec(ctx, "CHECKPOINT"); err != nil {
