@@ -157,7 +157,27 @@ func (b *bench) prepare(ctx context.Context) error {
 		logf("dropping slot %s left by an earlier bench run", s)
 		b.mono.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, s)
 	}
+	b.warnRetainingSlots(ctx)
 	return b.cass.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`, b.ks)).WithContext(ctx).Exec()
+}
+
+// warnRetainingSlots names the inactive slots that are not the bench's and
+// keep more than 1 GB of WAL: a full bench writes tens of GB of WAL and
+// Kafka log, and a forgotten slot (a demo's, a test's) keeps all of it until
+// the disk is full, stopping a run in its middle.
+func (b *bench) warnRetainingSlots(ctx context.Context) {
+	rows, err := b.mono.Query(ctx, `SELECT slot_name, pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn))
+		FROM pg_replication_slots WHERE NOT active AND slot_name NOT LIKE 'bnch\_%' AND pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) > 1e9`)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var slot, size string
+		if rows.Scan(&slot, &size) == nil {
+			logf("warning: inactive replication slot %s keeps %s of WAL, and everything this run writes (drop it: SELECT pg_drop_replication_slot('%s'))", slot, size, slot)
+		}
+	}
 }
 
 // dropSlot drops a slot of this run, retrying while its walsender exits.

@@ -216,6 +216,7 @@ func (b *bench) run(ctx context.Context) int {
 	if err := b.prepare(ctx); err != nil {
 		b.fail("prepare", err)
 	} else {
+		b.warmCassandra(ctx)
 		for _, name := range b.cfg.workloads {
 			if ctx.Err() != nil {
 				break

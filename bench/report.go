@@ -205,6 +205,7 @@ var methodNotes = []string{
 	"scoop source: `scoop run` whose only mapping has its PostgreSQL sink parked (the target table is incompatible, so the sink waits with backoff and does not compete for the CPUs); done when the topic holds every record (sum of end offsets), i.e. every event is acknowledged by Kafka (acks=all); the slot's confirmed_flush_lsn follows within scoop's 1 s status interval.",
 	"scoop sinks: first the sink role's `scoop run` fills its topic with its store unreachable (the source decodes and produces the backlog; the sink only retries its connection and commits nothing, which is checked), then `scoop run` with one mapping into the service PostgreSQL database or a Cassandra keyspace drains that filled topic with its source caught up (after a CHECKPOINT lets the slot's restart_lsn pass the backlog, so its walsender decodes little or nothing again: restart_lag_mb in the fill's figures; the walsender's CPU is in the phase's), as the raw limits it is compared with (psql's upsert, the gocql loop) have no source sharing the two cores; done when the mapping's consumer group has committed every record (scoop commits offsets only after the store committed the rows; the commit to Kafka is asynchronous, once a second, so for the PostgreSQL sink, whose phases last a few seconds, progress is read from its own offsets in scoop.sink_offsets, written in the same transaction as the rows, or the group's when larger); the store's contents are then checked against the monolith (count, sum). End to end (source and sink in one process from the WAL backlog) is the profiled run of the insert workload, and the latency phase runs at half that rate. The sink phases of the insert workload and the snapshot phase are profiled while measured (/debug/pprof/profile, about 1% of scoop's CPU).",
 	"per_s of a scoop figure is the steady rate, from the first observed progress (source alone and snapshot: the first event scoop decodes, from its /status counters polled every 5 ms; sinks: the first committed batch, polled every 25 ms) to done (topic complete, polled every 10 ms; sink committed everything), which leaves out process start (scoop's supervisor starts the source after its first 1 s tick), slot and group joins; wall_per_s includes them. Ratios use per_s. When the window is too short to resolve (steady=false), per_s is the wall rate.",
+	"Cassandra warm-up: before the first workload, the gocql loop writes up to 300,000 synthetic rows (20 s at most) into a scratch table, so the first Cassandra phase (a scoop sink, measured before its gocql loop) does not run on a JVM whose write path is not compiled yet.",
 	"Changes are row changes; a delete is one change but two Kafka records (event + tombstone). Raw COPY and the gocql loop write the workload table's final rows; the sink ratio compares changes/s with rows/s.",
 	"raw PG upsert (the PG sink's limit): psql -X -1 -f on a script that COPYs the table's final rows (\\copy of a COPY TO file) into a temporary staging table (temp_buffers 256MB) and runs one INSERT INTO <target> SELECT ... FROM staging ON CONFLICT (id) DO UPDATE SET <every column>, into a fresh service table that holds beforehand (loaded and vacuumed before the clock starts) the rows with id <= the workload's pre-fill, as scoop's target did; timed: the whole psql run. raw COPY (reference): COPY ... FROM STDIN of the same rows into a fresh service table with the same columns and primary key. raw Cassandra: prepared INSERT of the same rows, 64 in flight, token-aware, LOCAL_QUORUM, into a table of the CQL types scoop creates.",
 	"latency: scoop live (source + PostgreSQL sink, a fresh process, slot and table per rate), a transaction every 10 ms at a steady rate; per row, applied_at (DEFAULT clock_timestamp() on a pre-created target: the insert inside the sink's transaction, a few ms before its commit) minus the monolith commit time (pg_xact_commit_timestamp(xmin)); same server, same clock. The sink transactions' own commit timestamps are unusable: under a replication origin session PostgreSQL records the first transaction's timestamp for all later ones.",
@@ -782,33 +783,37 @@ func wallNote(w *workloadResult) string {
 // (the fill and the sink phase) of the schemas workload over the insert
 // workload's (nil when either is missing).
 func (b *bench) schemasCPURatio() *float64 {
-	perChange := func(workload string) float64 {
-		for _, w := range b.res.Workloads {
-			if w.Name == workload && w.PGSink != nil {
-				return w.PGSink.ProcessUSPerChange
-			}
+	return b.schemasRatio(func(w *workloadResult) float64 {
+		if w.PGSink == nil {
+			return 0
 		}
-		return 0
-	}
-	plain, schemas := perChange("insert"), perChange("schemas")
-	if plain <= 0 || schemas <= 0 {
-		return nil
-	}
-	return f64(schemas / plain)
+		return w.PGSink.ProcessUSPerChange
+	})
 }
 
 // schemasEndToEndRatio is schemasCPURatio for the profiled end-to-end runs
 // (source and sink in one process).
 func (b *bench) schemasEndToEndRatio() *float64 {
-	perChange := func(workload string) float64 {
+	return b.schemasRatio(func(w *workloadResult) float64 {
+		if w.PGEndToEnd == nil {
+			return 0
+		}
+		return w.PGEndToEnd.CPUUSPerChange
+	})
+}
+
+// schemasRatio is perChange of the schemas workload over the insert
+// workload's (nil when either is missing or zero).
+func (b *bench) schemasRatio(perChange func(*workloadResult) float64) *float64 {
+	of := func(name string) float64 {
 		for _, w := range b.res.Workloads {
-			if w.Name == workload && w.PGEndToEnd != nil {
-				return w.PGEndToEnd.CPUUSPerChange
+			if w.Name == name {
+				return perChange(w)
 			}
 		}
 		return 0
 	}
-	plain, schemas := perChange("insert"), perChange("schemas")
+	plain, schemas := of("insert"), of("schemas")
 	if plain <= 0 || schemas <= 0 {
 		return nil
 	}
