@@ -25,10 +25,10 @@ func writeCopyValue(buf *bytes.Buffer, col pipeline.Column, raw json.RawMessage)
 		}
 		switch {
 		case v[0] != '"': // number, bool, object, array (json columns)
-			writeCopyBytes(buf, v)
+			writeCopyText(buf, v)
 			return nil
 		case bytes.IndexByte(v, '\\') < 0: // a string with nothing escaped
-			writeCopyBytes(buf, v[1:len(v)-1])
+			writeCopyText(buf, v[1:len(v)-1])
 			return nil
 		}
 	}
@@ -42,28 +42,4 @@ func writeCopyValue(buf *bytes.Buffer, col pipeline.Column, raw json.RawMessage)
 	}
 	writeCopyText(buf, v.(string))
 	return nil
-}
-
-// writeCopyBytes is writeCopyText of bytes.
-func writeCopyBytes(buf *bytes.Buffer, v []byte) {
-	start := 0
-	for i, c := range v {
-		var esc string
-		switch c {
-		case '\\':
-			esc = `\\`
-		case '\t':
-			esc = `\t`
-		case '\n':
-			esc = `\n`
-		case '\r':
-			esc = `\r`
-		default:
-			continue
-		}
-		buf.Write(v[start:i])
-		buf.WriteString(esc)
-		start = i + 1
-	}
-	buf.Write(v[start:])
 }

@@ -233,8 +233,9 @@ func (t *copyText) Read(p []byte) (int, error) {
 }
 
 // writeCopyText escapes a value for COPY's text format (the runs between
-// escapes are copied whole).
-func writeCopyText(buf *bytes.Buffer, v string) {
+// escapes are copied whole), from a string or straight from an event's bytes.
+func writeCopyText[T ~string | ~[]byte](buf *bytes.Buffer, v T) {
+	buf.Grow(len(v))
 	start := 0
 	for i := 0; i < len(v); i++ {
 		var esc string
@@ -250,9 +251,9 @@ func writeCopyText(buf *bytes.Buffer, v string) {
 		default:
 			continue
 		}
-		buf.WriteString(v[start:i])
+		buf.Write(append(buf.AvailableBuffer(), v[start:i]...))
 		buf.WriteString(esc)
 		start = i + 1
 	}
-	buf.WriteString(v[start:])
+	buf.Write(append(buf.AvailableBuffer(), v[start:]...))
 }
