@@ -235,7 +235,6 @@ func (t *copyText) Read(p []byte) (int, error) {
 // writeCopyText escapes a value for COPY's text format (the runs between
 // escapes are copied whole), from a string or straight from an event's bytes.
 func writeCopyText[T ~string | ~[]byte](buf *bytes.Buffer, v T) {
-	buf.Grow(len(v))
 	start := 0
 	for i := 0; i < len(v); i++ {
 		var esc string
@@ -251,9 +250,11 @@ func writeCopyText[T ~string | ~[]byte](buf *bytes.Buffer, v T) {
 		default:
 			continue
 		}
+		buf.Grow(i - start) // the append below then never allocates
 		buf.Write(append(buf.AvailableBuffer(), v[start:i]...))
 		buf.WriteString(esc)
 		start = i + 1
 	}
+	buf.Grow(len(v) - start)
 	buf.Write(append(buf.AvailableBuffer(), v[start:]...))
 }
