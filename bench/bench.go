@@ -175,7 +175,7 @@ func (b *bench) warnRetainingSlots(ctx context.Context) {
 	for rows.Next() {
 		var slot, size string
 		if rows.Scan(&slot, &size) == nil {
-			logf("warning: inactive replication slot %s keeps %s of WAL, and everything this run writes (drop it: SELECT pg_drop_replication_slot('%s'))", slot, size, slot)
+			logf("warning: inactive replication slot %s keeps %s of WAL, and everything this run writes (drop it: SELECT pg_drop_replication_slot('%s'); a scoop slot's snapshot is then forgotten with DELETE FROM scoop.source_tables WHERE slot = '%s'; DELETE FROM scoop.source_slots WHERE slot = '%s')", slot, size, slot, slot, slot)
 		}
 	}
 }

@@ -645,6 +645,8 @@ func (b *bench) warmCassandra(ctx context.Context) {
 	switch {
 	case err != nil && wctx.Err() == nil:
 		logf("cassandra warm-up: %v (going on)", err)
+	case ctx.Err() != nil:
+		logf("cassandra warm-up: interrupted")
 	case err != nil || wctx.Err() != nil:
 		logf("cassandra warm-up: stopped after %s", cassWarmup)
 	default:
