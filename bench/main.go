@@ -216,6 +216,10 @@ func (b *bench) run(ctx context.Context) int {
 	if err := b.prepare(ctx); err != nil {
 		b.fail("prepare", err)
 	} else {
+		// What an earlier run left to the servers (a compaction, files of
+		// deleted topics) is not charged to this one's first phases.
+		waited, busy := settle(ctx)
+		logf("the machine settled in %.1fs (%.0f%% busy)", waited.Seconds(), busy*100)
 		b.warmCassandra(ctx)
 		for _, name := range b.cfg.workloads {
 			if ctx.Err() != nil {
@@ -290,7 +294,9 @@ func gitDescribe(root string) string {
 		return "unknown"
 	}
 	rev := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+	// The results of an earlier run (bench/results) are not a change of
+	// the code measured.
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
 		rev += " (tree modified)"
 	}
 	return rev
